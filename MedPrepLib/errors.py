@@ -1,0 +1,107 @@
+"""The MedPrep exception hierarchy.
+
+Every error MedPrep raises on purpose derives from :class:`MedPrepError`. A message says
+*what* is wrong, *where* (the file, series or recipe step) and *what to do*, so the command
+line can print it as one line and a Slicer dialog can show it as is.
+"""
+
+from __future__ import annotations
+
+import os
+
+
+class MedPrepError(Exception):
+    """Base of all MedPrep errors.
+
+    Parameters
+    ----------
+    message:
+        What is wrong, as one sentence.
+    path:
+        The file, folder or series the error is about (optional).
+    hint:
+        What the user can do about it (optional).
+    """
+
+    def __init__(self, message: str, *, path: str | os.PathLike | None = None, hint: str | None = None):
+        self.message = message
+        self.path = os.fspath(path) if path is not None else None
+        self.hint = hint
+        super().__init__(self.__str__())
+
+    def __str__(self) -> str:
+        text = self.message
+        if self.path is not None:
+            text = f"{self.path}: {text}"
+        if self.hint:
+            text = f"{text} ({self.hint})"
+        return text
+
+    def one_line(self) -> str:
+        """The message folded onto a single line (for the CLI and log files)."""
+        return " ".join(str(self).split())
+
+
+class InputError(MedPrepError):
+    """An input file or folder cannot be used (missing, unreadable, unknown format)."""
+
+
+class InvalidImageError(InputError):
+    """An image was read but its content is unusable (NaN/Inf voxels, empty, bad geometry)."""
+
+
+class OutputExistsError(MedPrepError):
+    """An output would overwrite an existing file or dataset without the overwrite flag."""
+
+
+class DicomError(InputError):
+    """A DICOM file or series cannot be loaded as asked."""
+
+
+class UnsupportedDicomError(DicomError):
+    """A DICOM object is valid but is not something MedPrep turns into a volume."""
+
+
+class MissingDecoderError(DicomError):
+    """Pixel data uses a transfer syntax for which no decoder is installed."""
+
+
+class GeometryError(DicomError):
+    """A stack's geometry is irregular (tilt, gaps, missing position) and the policy refuses it."""
+
+
+class SeriesSelectionError(MedPrepError):
+    """The input holds several stacks (or none) and the caller did not say which one to use."""
+
+
+class RecipeError(MedPrepError):
+    """A recipe is invalid, or a step cannot be applied to the given data."""
+
+
+class ExportError(MedPrepError):
+    """A dataset export failed."""
+
+
+class MissingDependencyError(MedPrepError):
+    """An optional package a feature needs is not installed."""
+
+
+class CancelledError(MedPrepError):
+    """The user cancelled a long operation through the progress callback."""
+
+
+def require(module: str, *, feature: str, package: str | None = None):
+    """Import an optional dependency or raise :class:`MissingDependencyError` naming it.
+
+    >>> require("math", feature="doctest").sqrt(4.0)
+    2.0
+    """
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        raise MissingDependencyError(
+            f"{feature} needs the Python package '{package or module}', which is not installed",
+            hint=f"pip install {package or module}",
+        ) from exc
