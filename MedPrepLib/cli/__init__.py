@@ -1,0 +1,72 @@
+"""The ``medprep`` command: argument handling only, over the MedPrepLib API.
+
+Each sub-command lives in its own module of this package with two functions:
+``add_parser(subparsers)`` registering its arguments and ``run(args) -> int``. Errors derived
+from :class:`~MedPrepLib.errors.MedPrepError` become a one-line message on stderr and a non-zero
+exit; ``--verbose`` adds the traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+import traceback
+
+from .. import __version__
+from ..errors import CancelledError, MedPrepError
+
+# Sub-command modules, in the order ``medprep --help`` lists them.
+COMMANDS = ["info", "demo", "scan", "convert", "preprocess", "restore"]
+
+EXIT_ERROR = 2
+EXIT_CANCELLED = 130
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="medprep",
+        description="Turn clinical images (DICOM, NIfTI, NRRD, MHA/MHD) into clean, reproducible deep-learning data.",
+    )
+    parser.add_argument("--version", action="version", version=f"medprep {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="show debug logging and full tracebacks")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    for name in COMMANDS:
+        module = importlib.import_module(f"{__name__}.{name}")
+        module.add_parser(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``medprep`` console script; returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.WARNING,
+        format="medprep: %(levelname)s: %(message)s",
+    )
+    try:
+        return int(args.func(args) or 0)
+    except CancelledError as exc:
+        print(f"medprep: cancelled: {exc.one_line()}", file=sys.stderr)
+        return EXIT_CANCELLED
+    except MedPrepError as exc:
+        if args.verbose:
+            traceback.print_exc()
+        print(f"medprep: error: {exc.one_line()}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        print("medprep: interrupted", file=sys.stderr)
+        return EXIT_CANCELLED
+    except Exception as exc:  # an unexpected failure is still one line unless --verbose
+        if args.verbose:
+            traceback.print_exc()
+        msg = " ".join(f"{type(exc).__name__}: {exc}".split())
+        print(f"medprep: internal error: {msg} (run with --verbose for the traceback)", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Preprocessing recipes: declarative, JSON-serialisable lists of steps, replayable and invertible."""
