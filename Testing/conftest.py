@@ -1,0 +1,33 @@
+"""Shared pytest fixtures: where the real DICOM corpus is, and its manifest."""
+
+from __future__ import annotations
+
+import csv
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+CORPUS = Path(os.environ.get("MEDPREP_CORPUS", REPO.parent / "shared" / "corpus"))
+
+
+def corpus_cases() -> list[dict]:
+    """Rows of ../shared/corpus/MANIFEST.tsv (empty when the corpus is absent)."""
+    manifest = CORPUS / "MANIFEST.tsv"
+    if not manifest.is_file():
+        return []
+    with manifest.open(newline="") as f:
+        return list(csv.DictReader(f, delimiter="\t"))
+
+
+def corpus_case_dir(case: dict) -> Path:
+    return CORPUS / case["path"]
+
+
+@pytest.fixture(scope="session")
+def corpus() -> Path:
+    """The corpus folder; skips the test with a clear message when it is not there."""
+    if not (CORPUS / "MANIFEST.tsv").is_file():
+        pytest.skip(f"real DICOM corpus not found at {CORPUS} (set MEDPREP_CORPUS or place ../shared/corpus)")
+    return CORPUS
