@@ -56,6 +56,8 @@ class FrameGeometry:
     temporal_key: float | None = None
     rescale_slope: float | None = None
     rescale_intercept: float | None = None
+    echo_key: float | None = None  # effective echo time (ms) of an enhanced MR frame
+    slice_thickness: float | None = None  # mm, from the frame's pixel measures
 
 
 @dataclass
@@ -153,6 +155,12 @@ class Stack:
     series_description: str = ""
     series_number: int | None = None
     warnings: list[str] = field(default_factory=list)
+    # Name of the header key that orders the time points of a 4D stack (see group.TEMPORAL_KEYS);
+    # None for a 3D stack.
+    temporal_key: str | None = None
+    # For multi-frame files of which only some frames belong to this stack (an enhanced file
+    # holding several orientations or echoes): path -> 0-based frame indices. None = all frames.
+    frame_selection: dict[str, tuple[int, ...]] | None = None
 
     @property
     def paths(self) -> list[str]:
