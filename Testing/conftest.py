@@ -31,3 +31,14 @@ def corpus() -> Path:
     if not (CORPUS / "MANIFEST.tsv").is_file():
         pytest.skip(f"real DICOM corpus not found at {CORPUS} (set MEDPREP_CORPUS or place ../shared/corpus)")
     return CORPUS
+
+
+# Test modules that parse or write DICOM with pydicom; they run a second time under
+# pydicom 2.4.4 (Testing/run_pydicom24.sh), besides any test marked explicitly.
+PYDICOM_MODULE_PREFIXES = ("test_dicom", "test_demo", "test_sampledata", "test_cli_convert", "test_cli_scan")
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if item.path.name.startswith(PYDICOM_MODULE_PREFIXES):
+            item.add_marker(pytest.mark.pydicom_dependent)

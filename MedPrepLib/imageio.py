@@ -1,0 +1,215 @@
+"""Reading and writing image files (NIfTI, NRRD, MetaImage, Analyze, MINC) through SimpleITK.
+
+Formats, by file name ending:
+
+=================  ======  =======  ============================================
+ending             read    write    notes
+=================  ======  =======  ============================================
+``.nii .nii.gz``   yes     yes      qform/sform disagreement is reported
+``.nrrd .nhdr``    yes     yes
+``.mha``           yes     yes
+``.mhd`` (+ raw)   yes     yes      header and data file written together
+``.hdr/.img``      yes     no       Analyze 7.5 / NIfTI pair
+``.mnc``           yes     no       MINC
+=================  ======  =======  ============================================
+
+Geometry is SimpleITK's, in LPS; the returned :class:`~MedPrepLib.volume.Volume` array is
+(z, y, x). A 4D file (NIfTI time series) becomes a multi-channel volume (z, y, x, t); a 2D file
+becomes a one-slice volume.
+
+Writing never overwrites an existing file unless ``overwrite=True``, and always goes through a
+temporary name in the destination folder followed by an atomic rename, so a crash never
+leaves a half-written file under the final name.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from .errors import InputError, InvalidImageError, OutputExistsError
+from .geometry import Geometry
+from .volume import Volume
+
+log = logging.getLogger(__name__)
+
+READ_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd", ".hdr", ".img", ".mnc")
+WRITE_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd")
+
+
+def image_suffix(path: str | os.PathLike) -> str:
+    """The format ending of a file name, lower case, with ``.nii.gz`` as one ending."""
+    name = Path(path).name.lower()
+    if name.endswith(".nii.gz"):
+        return ".nii.gz"
+    return Path(name).suffix
+
+
+def is_image_file(path: str | os.PathLike) -> bool:
+    """True when the name ends in a format :func:`read_image` reads."""
+    return image_suffix(path) in READ_SUFFIXES
+
+
+def _companion_files(path: Path) -> list[Path]:
+    """Files written together with ``path`` (the data file of a MetaImage / detached NRRD)."""
+    suffix = image_suffix(path)
+    stem = path.name[: -len(suffix)]
+    if suffix == ".mhd":
+        return [path.with_name(stem + ".raw"), path.with_name(stem + ".zraw")]
+    if suffix == ".nhdr":
+        return [path.with_name(stem + ".raw"), path.with_name(stem + ".raw.gz")]
+    return []
+
+
+def read_image(path: str | os.PathLike, *, allow_nonfinite: bool = False) -> Volume:
+    """Read an image file into a :class:`Volume` (LPS geometry, (z, y, x[, c]) array).
+
+    Raises :class:`InputError` for a missing or unreadable file and :class:`InvalidImageError`
+    when voxels are NaN or infinite (unless ``allow_nonfinite``). Warnings found while reading
+    (for example a NIfTI whose qform and sform disagree) are logged and listed in
+    ``volume.metadata["warnings"]``.
+    """
+    import SimpleITK as sitk
+
+    path = Path(path)
+    if not path.exists():
+        raise InputError("file not found", path=path)
+    if path.is_dir():
+        raise InputError("is a folder, not an image file", path=path, hint="for a DICOM folder use the DICOM reader")
+    suffix = image_suffix(path)
+    if suffix not in READ_SUFFIXES:
+        raise InputError(
+            f"unknown image format '{suffix or path.name}'",
+            path=path,
+            hint="readable: " + ", ".join(READ_SUFFIXES),
+        )
+    try:
+        image = sitk.ReadImage(str(path))
+    except RuntimeError as exc:
+        detail = str(exc).strip().splitlines()[-1] if str(exc).strip() else "unknown reason"
+        raise InputError(f"cannot read image: {detail}", path=path) from exc
+
+    warnings: list[str] = []
+    volume = _volume_from_any_dimension(image, path)
+    if suffix in (".nii", ".nii.gz"):
+        warnings += _check_nifti_transforms(path, volume.geometry)
+    if np.issubdtype(volume.dtype, np.floating):
+        bad = volume.array.size - int(np.count_nonzero(np.isfinite(volume.array)))
+        if suffix in (".nii", ".nii.gz"):
+            from .nifti_header import count_nonfinite_voxels, read_float_nifti_values
+
+            nifti_bad = count_nonfinite_voxels(path)  # ITK reads NaN as 0: look at the stored values
+            if nifti_bad and allow_nonfinite:
+                values = read_float_nifti_values(path)
+                if values is not None and values.ndim == 4:
+                    values = np.moveaxis(values, 0, -1)
+                if values is not None and values.shape == volume.shape:
+                    volume = volume.with_array(values.astype(volume.dtype, copy=False))
+            bad = max(bad, nifti_bad)
+        if bad and not allow_nonfinite:
+            raise InvalidImageError(
+                f"{bad} voxel(s) are NaN or infinite",
+                path=path,
+                hint="fix the file, or allow them explicitly (allow_nonfinite=True / --allow-nonfinite)",
+            )
+    for w in warnings:
+        log.warning("%s: %s", path, w)
+    volume.metadata["warnings"] = warnings
+    volume.metadata["source_format"] = suffix
+    return volume
+
+
+def _volume_from_any_dimension(image, path: Path) -> Volume:
+    """2D -> one slice, 3D as is, 4D -> channels last (z, y, x, t)."""
+    import SimpleITK as sitk
+
+    dim = image.GetDimension()
+    if dim == 3:
+        return Volume.from_sitk(image)
+    if dim == 2:
+        image = sitk.JoinSeries(image)
+        return Volume.from_sitk(image)
+    if dim == 4:
+        if image.GetNumberOfComponentsPerPixel() != 1:
+            raise InvalidImageError("4D images with vector voxels are not supported", path=path)
+        size = image.GetSize()
+        direction4 = np.array(image.GetDirection()).reshape(4, 4)
+        geometry = Geometry(
+            size=size[:3],
+            spacing=image.GetSpacing()[:3],
+            origin=image.GetOrigin()[:3],
+            direction=direction4[:3, :3],
+        )
+        array = np.moveaxis(sitk.GetArrayFromImage(image), 0, -1)  # (t, z, y, x) -> (z, y, x, t)
+        return Volume(np.ascontiguousarray(array), geometry, metadata={"channel_axis": "time"})
+    raise InvalidImageError(f"{dim}D images are not supported (2D, 3D or 4D only)", path=path)
+
+
+def _check_nifti_transforms(path: Path, geometry: Geometry) -> list[str]:
+    from .nifti_header import read_nifti_transforms
+
+    transforms = read_nifti_transforms(path)
+    if transforms is None or not transforms.disagree():
+        return []
+    rot, mm = transforms.disagreement()
+    used_ras = geometry.affine_ras()
+    used = "sform" if np.allclose(used_ras, transforms.sform, atol=1e-3) else (
+        "qform" if np.allclose(used_ras, transforms.qform, atol=1e-3) else "neither"
+    )
+    return [
+        f"NIfTI qform (code {transforms.qform_code}) and sform (code {transforms.sform_code}) disagree "
+        f"by up to {mm:.3g} mm in translation and {rot:.3g} in rotation/zoom; the {used} was used"
+    ]
+
+
+def write_image(
+    volume: Volume,
+    path: str | os.PathLike,
+    *,
+    overwrite: bool = False,
+    compress: bool | None = None,
+) -> Path:
+    """Write ``volume`` to ``path`` atomically; returns the path.
+
+    ``compress`` defaults to True for ``.nii.gz`` and NRRD/MetaImage (lossless zlib) and
+    is ignored for ``.nii``. Raises :class:`OutputExistsError` if the file (or, for ``.mhd``,
+    its data file) exists and ``overwrite`` is False.
+    """
+    import SimpleITK as sitk
+
+    path = Path(path)
+    suffix = image_suffix(path)
+    if suffix not in WRITE_SUFFIXES:
+        raise InputError(
+            f"cannot write format '{suffix or path.name}'", path=path, hint="writable: " + ", ".join(WRITE_SUFFIXES)
+        )
+    targets = [path, *[p for p in _companion_files(path) if p.exists()]]
+    if not overwrite:
+        for target in targets:
+            if target.exists():
+                raise OutputExistsError("output exists", path=target, hint="choose another name or pass overwrite")
+    parent = path.parent if str(path.parent) else Path(".")
+    if not parent.is_dir():
+        raise InputError("output folder does not exist", path=parent)
+    if compress is None:
+        compress = suffix != ".nii"
+    image = volume.to_sitk()
+    tmpdir = Path(tempfile.mkdtemp(prefix=".medprep-", dir=parent))
+    try:
+        tmp_path = tmpdir / path.name
+        try:
+            sitk.WriteImage(image, str(tmp_path), bool(compress))
+        except RuntimeError as exc:
+            raise InputError(f"cannot write image: {str(exc).strip().splitlines()[-1]}", path=path) from exc
+        # Data files first, header last: the header's appearance means the write is complete.
+        written = sorted(tmpdir.iterdir(), key=lambda p: p.name == path.name)
+        for produced in written:
+            os.replace(produced, parent / produced.name)
+    finally:
+        shutil.rmtree(tmpdir, ignore_errors=True)
+    return path

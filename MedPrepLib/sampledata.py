@@ -1,0 +1,159 @@
+"""Built-in sample data: a synthetic chest CT phantom in Hounsfield units, written as DICOM.
+
+Nothing is downloaded: the phantom is generated (seeded, so it is the same on every machine)
+and written as a CT series with pydicom, the way a scanner would store it — signed 16-bit
+stored values with RescaleIntercept -1024, a circular reconstruction field of view whose
+outside carries PixelPaddingValue, axial slices in LPS.
+
+Anatomy (approximate HU): air -1000, subcutaneous fat -100, muscle/soft tissue 40, lungs
+-850, heart with contrast 150, vertebra (cortical 700, cancellous 250), ribs 500.
+Patient identity is a pseudonym (``MEDPREP^DEMO``); there is no real patient in it.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+from pathlib import Path
+
+import numpy as np
+
+from .volume import Volume
+
+AIR_HU = -1000
+PADDING_STORED = -2000  # stored value outside the reconstruction circle (as GE scanners write)
+RESCALE_INTERCEPT = -1024
+
+
+def chest_ct_phantom(
+    shape_zyx: tuple[int, int, int] = (48, 192, 192),
+    spacing_xyz: tuple[float, float, float] = (1.8, 1.8, 5.0),
+    *,
+    seed: int = 0,
+    noise_hu: float = 12.0,
+) -> Volume:
+    """A chest-like CT volume in HU (int16), axial, identity direction (LPS).
+
+    The origin centres the field of view on (0, 0, 0) mm. Voxels outside the circular
+    reconstruction field of view hold air; see :func:`write_ct_series` for the padding.
+    """
+    nz, ny, nx = shape_zyx
+    sx, sy, sz = spacing_xyz
+    origin = (-(nx - 1) * sx / 2, -(ny - 1) * sy / 2, -(nz - 1) * sz / 2)
+    z, y, x = np.meshgrid(
+        origin[2] + sz * np.arange(nz), origin[1] + sy * np.arange(ny), origin[0] + sx * np.arange(nx), indexing="ij"
+    )
+    hu = np.full(shape_zyx, AIR_HU, dtype=np.float32)
+
+    def ellipse(cx, cy, ax, ay):
+        return ((x - cx) / ax) ** 2 + ((y - cy) / ay) ** 2 <= 1.0
+
+    def ellipsoid(cx, cy, cz, ax, ay, az):
+        return ((x - cx) / ax) ** 2 + ((y - cy) / ay) ** 2 + ((z - cz) / az) ** 2 <= 1.0
+
+    zlen = nz * sz
+    hu[ellipse(0, 0, 150, 105)] = -100  # fat
+    hu[ellipse(0, 0, 138, 94)] = 40  # muscle / soft tissue
+    # lungs on each side (L is +x in LPS), slightly posterior (+y)
+    for side in (-1, 1):
+        hu[ellipsoid(side * 68, 5, 0, 52, 68, 0.45 * zlen + 30)] = -850
+    hu[ellipsoid(22, -30, 0, 45, 38, 0.3 * zlen + 20)] = 150  # heart, left-anterior
+    hu[ellipse(0, 20, 14, 14)] = 100  # aorta region / mediastinum
+    # vertebra: cortical ring, cancellous core, posterior (+y)
+    hu[ellipse(0, 72, 18, 16)] = 700
+    hu[ellipse(0, 72, 13, 11)] = 250
+    # ribs: small bright ellipses along the body wall every 25 mm in z
+    rib_z = np.abs(((z - origin[2]) % 25.0) - 12.5) < 4.0
+    for angle in np.deg2rad(np.arange(20, 340, 32)):
+        cx, cy = 132 * np.sin(angle), -88 * np.cos(angle)
+        hu[rib_z & ellipse(cx, cy, 7, 7)] = 500
+    rng = np.random.default_rng(seed)
+    hu += rng.normal(0.0, noise_hu, size=hu.shape).astype(np.float32)
+    fov = x**2 + y**2 <= (min(nx * sx, ny * sy) / 2) ** 2
+    hu[~fov] = AIR_HU
+    array = np.clip(np.rint(hu), -1024, 3071).astype(np.int16)
+    return Volume(array, spacing=spacing_xyz, origin=origin, metadata={"fov_mask_radius_mm": min(nx * sx, ny * sy) / 2})
+
+
+def _uid(seed: str) -> str:
+    from pydicom.uid import generate_uid
+
+    return generate_uid(entropy_srcs=["medprep-demo", seed])
+
+
+def write_ct_series(volume: Volume, folder: str | Path, *, study_seed: str = "demo", pad_outside_fov: bool = True) -> list[Path]:
+    """Write an HU volume (axial, any direction) as a DICOM CT series, one file per slice.
+
+    Stored values are ``HU - RescaleIntercept`` (int16, intercept -1024, slope 1). With
+    ``pad_outside_fov`` the voxels outside the circular field of view get the stored value
+    PixelPaddingValue (-2000), which reads back as -3024 "HU" unless padding is handled.
+    File names are ``IM0001.dcm``...; UIDs are derived from ``study_seed`` (stable).
+    Returns the written paths.
+    """
+    import pydicom
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    g = volume.geometry
+    stored = volume.array.astype(np.int32) - RESCALE_INTERCEPT
+    if pad_outside_fov and "fov_mask_radius_mm" in volume.metadata:
+        nz, ny, nx = volume.shape
+        jj, ii = np.meshgrid(np.arange(ny), np.arange(nx), indexing="ij")
+        pts = g.index_to_physical(np.stack([ii, jj, np.zeros_like(ii)], -1))
+        centre = g.index_to_physical([(nx - 1) / 2, (ny - 1) / 2, 0])
+        outside = np.linalg.norm((pts - centre)[..., :2], axis=-1) > volume.metadata["fov_mask_radius_mm"]
+        stored[:, outside] = PADDING_STORED
+    stored = stored.astype(np.int16)
+    study_uid, series_uid, frame_uid = _uid(study_seed + "study"), _uid(study_seed + "series"), _uid(study_seed + "frame")
+    row_dir, col_dir = g.direction[:, 0], g.direction[:, 1]
+    today = _dt.date(2026, 1, 1).strftime("%Y%m%d")
+    paths = []
+    for k in range(volume.shape[0]):
+        meta = FileMetaDataset()
+        meta.MediaStorageSOPClassUID = CTImageStorage
+        meta.MediaStorageSOPInstanceUID = _uid(f"{study_seed}sop{k}")
+        meta.TransferSyntaxUID = ExplicitVRLittleEndian
+        ds = Dataset()
+        ds.file_meta = meta
+        ds.SOPClassUID = CTImageStorage
+        ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
+        ds.PatientName = "MEDPREP^DEMO"
+        ds.PatientID = "MEDPREP-DEMO-0001"
+        ds.PatientBirthDate = ""
+        ds.PatientSex = "O"
+        ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.FrameOfReferenceUID = study_uid, series_uid, frame_uid
+        ds.StudyDate = ds.SeriesDate = ds.ContentDate = today
+        ds.StudyDescription = "MedPrep synthetic chest phantom"
+        ds.SeriesDescription = "Chest phantom axial"
+        ds.Modality = "CT"
+        ds.Manufacturer = "MedPrep"
+        ds.StudyID, ds.SeriesNumber, ds.InstanceNumber, ds.AcquisitionNumber = "1", 2, k + 1, 1
+        ds.ImageType = ["ORIGINAL", "PRIMARY", "AXIAL"]
+        ds.PatientPosition = "HFS"
+        ds.ImagePositionPatient = [float(v) for v in g.index_to_physical([0, 0, k])]
+        ds.ImageOrientationPatient = [float(v) for v in (*row_dir, *col_dir)]
+        ds.PixelSpacing = [g.spacing[1], g.spacing[0]]  # DICOM: row spacing (y) first
+        ds.SliceThickness = g.spacing[2]
+        ds.KVP = 120
+        ds.SamplesPerPixel = 1
+        ds.PhotometricInterpretation = "MONOCHROME2"
+        ds.Rows, ds.Columns = volume.shape[1], volume.shape[2]
+        ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 1
+        ds.PixelPaddingValue = PADDING_STORED
+        ds.RescaleIntercept, ds.RescaleSlope, ds.RescaleType = RESCALE_INTERCEPT, 1, "HU"
+        ds.WindowCenter, ds.WindowWidth = 40, 400
+        ds.PixelData = np.ascontiguousarray(stored[k]).tobytes()
+        path = folder / f"IM{k + 1:04d}.dcm"
+        _save(ds, path, pydicom)
+        paths.append(path)
+    return paths
+
+
+def _save(ds, path: Path, pydicom) -> None:
+    """Write a Part-10 file with pydicom 2.4 or 3.x."""
+    if int(pydicom.__version__.split(".")[0]) >= 3:
+        pydicom.dcmwrite(path, ds, enforce_file_format=True)
+    else:  # pragma: no cover - exercised in the pydicom 2.4 environment
+        ds.is_little_endian, ds.is_implicit_VR = True, False
+        ds.save_as(path, write_like_original=False)
