@@ -1,0 +1,471 @@
+"""A fast, header-only DICOM reader for the common case, handing everything unusual to pydicom.
+
+Discovery reads the header of every file in a folder; pydicom's ``dcmread`` manages about a
+thousand headers a second, which makes a 50,000-file study folder a minute-long wait. This
+module reads only the bytes before the pixel data of a Part-10 file in little-endian explicit
+or implicit VR (including the encapsulated, compressed transfer syntaxes, whose header part is
+explicit VR little endian), keeps only the elements :class:`~MedPrepLib.dicom.stack.FileHeader`
+needs, skips everything else by its length (nested sequences included), and stops at the
+pixel data, recording where it starts and how long it is.
+
+It *declines* (returns None) whenever the file is anything but plain: no preamble/``DICM``,
+deflated or big-endian transfer syntax, enhanced multi-frame objects, Siemens mosaics (their
+geometry lives in the CSA header), non-ASCII text in the elements we keep, malformed lengths,
+no pixel data. :func:`read_header_fast` then falls back to :func:`~MedPrepLib.dicom.header.read_header`
+(pydicom), so the fast path changes speed, never results: ``Testing/test_dicom_fastheader.py``
+checks on every corpus file that the two paths produce equal FileHeaders (or that the fast
+path declined).
+
+Values follow DICOM units: positions and spacings in mm (LPS), times in ms, as pydicom
+converts them (DS -> float, IS -> int).
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+from dataclasses import dataclass, field
+
+from .stack import FileHeader
+
+# Transfer syntaxes whose data set is explicit VR little endian (native or encapsulated pixels)
+# or implicit VR little endian. Deflate (1.2.840.10008.1.2.1.99) and big endian are declined.
+IMPLICIT_LE = "1.2.840.10008.1.2"
+EXPLICIT_LE = "1.2.840.10008.1.2.1"
+_DECLINED_TS = {"1.2.840.10008.1.2.1.99", "1.2.840.10008.1.2.2"}
+
+_LONG_VRS = {b"OB", b"OW", b"OF", b"OD", b"OL", b"OV", b"SQ", b"UC", b"UR", b"UT", b"UN", b"SV", b"UV"}
+_SHORT_VRS = {
+    b"AE",
+    b"AS",
+    b"AT",
+    b"CS",
+    b"DA",
+    b"DS",
+    b"DT",
+    b"FL",
+    b"FD",
+    b"IS",
+    b"LO",
+    b"LT",
+    b"PN",
+    b"SH",
+    b"SL",
+    b"SS",
+    b"ST",
+    b"TM",
+    b"UI",
+    b"UL",
+    b"US",
+}
+_HEAD_EXPLICIT = struct.Struct("<HH2sH")
+_HEAD_IMPLICIT = struct.Struct("<HHI")
+_U32 = struct.Struct("<I")
+_UNDEFINED = 0xFFFFFFFF
+_PIXEL_DATA = 0x7FE00010
+_ITEM = 0xFFFEE000
+_ITEM_END = 0xFFFEE00D
+_SEQ_END = 0xFFFEE0DD
+
+# Elements kept, with the VR used when the file does not say (implicit VR).
+# Tags are (group << 16) | element.
+WANTED: dict[int, str] = {
+    0x00080008: "CS",  # ImageType
+    0x00080016: "UI",  # SOPClassUID
+    0x00080018: "UI",  # SOPInstanceUID
+    0x00080032: "TM",  # AcquisitionTime
+    0x00080060: "CS",  # Modality
+    0x0008103E: "LO",  # SeriesDescription
+    0x00180050: "DS",  # SliceThickness
+    0x00180081: "DS",  # EchoTime
+    0x00180086: "IS",  # EchoNumbers
+    0x00180088: "DS",  # SpacingBetweenSlices
+    0x00181060: "DS",  # TriggerTime
+    0x0020000D: "UI",  # StudyInstanceUID
+    0x0020000E: "UI",  # SeriesInstanceUID
+    0x00200011: "IS",  # SeriesNumber
+    0x00200012: "IS",  # AcquisitionNumber
+    0x00200013: "IS",  # InstanceNumber
+    0x00200032: "DS",  # ImagePositionPatient
+    0x00200037: "DS",  # ImageOrientationPatient
+    0x00200100: "IS",  # TemporalPositionIdentifier
+    0x00280002: "US",  # SamplesPerPixel
+    0x00280004: "CS",  # PhotometricInterpretation
+    0x00280008: "IS",  # NumberOfFrames
+    0x00280010: "US",  # Rows
+    0x00280011: "US",  # Columns
+    0x00280030: "DS",  # PixelSpacing
+    0x00280100: "US",  # BitsAllocated
+    0x00280101: "US",  # BitsStored
+    0x00280103: "US",  # PixelRepresentation
+    0x00280120: "xs",  # PixelPaddingValue (US or SS, by PixelRepresentation)
+    0x00281050: "DS",  # WindowCenter
+    0x00281051: "DS",  # WindowWidth
+    0x00281052: "DS",  # RescaleIntercept
+    0x00281053: "DS",  # RescaleSlope
+}
+
+# Present at top level => not the plain single-frame case; let pydicom (and frames.py/mosaic.py) do it.
+_DECLINE_TAGS = {
+    0x52009229,  # SharedFunctionalGroupsSequence (enhanced multi-frame)
+    0x52009230,  # PerFrameFunctionalGroupsSequence
+    0x7FE00008,  # FloatPixelData
+    0x7FE00009,  # DoubleFloatPixelData
+}
+
+_CHUNK = 16384
+
+
+class Declined(Exception):
+    """The file is not the plain case this parser handles; use pydicom."""
+
+
+@dataclass
+class RawHeader:
+    """Elements of interest as raw bytes, plus where the pixel data sits in the file."""
+
+    transfer_syntax_uid: str
+    implicit: bool
+    elements: dict[int, tuple[str, bytes]] = field(default_factory=dict)
+    pixel_data_offset: int | None = None  # byte offset of the pixel data value in the file
+    pixel_data_length: int | None = None  # None when encapsulated (undefined length)
+    complete: bool = True  # encapsulated fragments all lie within the file
+    media_storage_sop_class_uid: str = ""
+    seen: set[int] = field(default_factory=set)  # every top-level tag before the pixel data
+    size: int = 0  # file size, bytes
+    mtime_ns: int = 0
+
+
+class _Reader:
+    """Forward-only window onto a file: bytes are fetched only where values are needed."""
+
+    __slots__ = ("f", "base", "data")
+
+    def __init__(self, f):
+        self.f = f
+        self.base = 0
+        self.data = f.read(_CHUNK)
+
+    def get(self, pos: int, n: int) -> bytes:
+        start = pos - self.base
+        if start < 0 or start + n > len(self.data):
+            self.f.seek(pos)
+            self.data = self.f.read(max(n, _CHUNK))
+            self.base = pos
+            start = 0
+        out = self.data[start : start + n]
+        if len(out) != n:
+            raise Declined("unexpected end of file in header")
+        return out
+
+
+def _skip_undefined_sequence(r: _Reader, pos: int, implicit: bool) -> int:
+    """Position just after an undefined-length sequence whose first item starts at ``pos``."""
+    while True:
+        tag_group, tag_elem, length = struct.unpack("<HHI", r.get(pos, 8))
+        tag = (tag_group << 16) | tag_elem
+        pos += 8
+        if tag == _SEQ_END:
+            return pos
+        if tag != _ITEM:
+            raise Declined(f"unexpected tag {tag:08X} in sequence")
+        if length != _UNDEFINED:
+            pos += length
+            continue
+        pos = _walk(r, pos, implicit, None, nested=True)
+
+
+def _walk(r: _Reader, pos: int, implicit: bool, out: RawHeader | None, nested: bool = False) -> int:
+    """Walk data elements from ``pos``; at top level (``out`` given) collect wanted elements.
+
+    Returns the position after an item delimiter (nested) or the pixel data value offset.
+    The loop reads element headers straight from the reader's window (the hot path) and asks
+    the reader for a new window only when a header crosses its end.
+    """
+    head_explicit = _HEAD_EXPLICIT.unpack_from
+    head_implicit = _HEAD_IMPLICIT.unpack_from
+    u32 = _U32.unpack_from
+    data, base = r.data, r.base
+    while True:
+        i = pos - base
+        if i < 0 or i + 12 > len(data):
+            try:
+                r.get(pos, 12)
+            except Declined:
+                r.get(pos, 8)
+            data, base = r.data, r.base
+            i = pos - base
+        if implicit:
+            group, elem, length = head_implicit(data, i)
+            vr = b""
+            pos += 8
+        else:
+            group, elem, vr, length = head_explicit(data, i)
+            if vr in _LONG_VRS:
+                (length,) = u32(data, i + 8)
+                pos += 12
+            elif vr in _SHORT_VRS:
+                pos += 8
+            elif nested and group == 0xFFFE and elem == 0xE00D:
+                return pos + 8
+            else:
+                raise Declined(f"invalid VR at offset {pos}")
+        tag = (group << 16) | elem
+        if nested and tag == _ITEM_END:
+            return pos  # implicit VR: the 8-byte delimiter header is already consumed
+        if out is not None:
+            out.seen.add(tag)
+            if tag == _PIXEL_DATA:
+                out.pixel_data_offset = pos
+                out.pixel_data_length = None if length == _UNDEFINED else length
+                return pos
+            if tag in _DECLINE_TAGS:
+                raise Declined(f"element {tag:08X} needs the full reader")
+            if tag in WANTED:
+                if length == _UNDEFINED:
+                    raise Declined("undefined length on a kept element")
+                want = WANTED[tag]
+                if not implicit and vr != b"UN":
+                    have = vr.decode()
+                    if have != want and not (want == "xs" and have in ("US", "SS")):
+                        raise Declined(f"element {tag:08X} has VR {have}, expected {want}")
+                    want = have
+                out.elements[tag] = (want, r.get(pos, length))
+                data, base = r.data, r.base
+        if length == _UNDEFINED:
+            # Sequences (or UN holding one, which is implicit VR inside).
+            pos = _skip_undefined_sequence(r, pos, implicit or vr == b"UN")
+            data, base = r.data, r.base
+        else:
+            pos += length
+        if group > 0x7FE0 and out is not None:
+            raise Declined("no pixel data")
+
+
+def parse_raw(path: str | os.PathLike) -> RawHeader:
+    """Read the kept elements of a plain Part-10 little-endian file; raise Declined otherwise."""
+    with open(path, "rb", buffering=0) as f:
+        r = _Reader(f)
+        if len(r.data) < 144 or r.data[128:132] != b"DICM":
+            raise Declined("no DICOM preamble")
+        pos = 132
+        ts = ""
+        sop_class = ""
+        while True:
+            head = r.get(pos, 8)
+            group, elem = struct.unpack("<HH", head[:4])
+            if group != 0x0002:
+                break
+            vr = head[4:6]
+            if vr in _LONG_VRS:
+                (length,) = struct.unpack("<I", r.get(pos + 8, 4))
+                pos += 12
+            else:
+                (length,) = struct.unpack("<H", head[6:8])
+                pos += 8
+            if length == _UNDEFINED:
+                raise Declined("undefined length in file meta")
+            if elem == 0x0010:
+                ts = r.get(pos, length).rstrip(b"\x00 ").decode("ascii", "replace")
+            elif elem == 0x0002:
+                sop_class = r.get(pos, length).rstrip(b"\x00 ").decode("ascii", "replace")
+            pos += length
+        if not ts or ts in _DECLINED_TS:
+            raise Declined(f"transfer syntax {ts or 'missing'}")
+        implicit = ts == IMPLICIT_LE
+        if not implicit and not ts.startswith("1.2.840.10008.1.2."):
+            raise Declined(f"unknown transfer syntax {ts}")
+        out = RawHeader(transfer_syntax_uid=ts, implicit=implicit, media_storage_sop_class_uid=sop_class)
+        st = os.fstat(f.fileno())
+        out.size, out.mtime_ns = st.st_size, st.st_mtime_ns
+        try:
+            _walk(r, pos, implicit, out)
+            if out.pixel_data_length is None and out.pixel_data_offset is not None:
+                from .header import _encapsulated_complete
+
+                out.complete = _encapsulated_complete(f, out.pixel_data_offset, st.st_size, False)
+        except struct.error as exc:
+            raise Declined(f"malformed header: {exc}") from exc
+        return out
+
+
+# -- value conversion (as pydicom converts them) -------------------------------------------
+
+_NUMERIC_BINARY = {"US": ("H", 2), "SS": ("h", 2), "UL": ("I", 4), "SL": ("i", 4), "FL": ("f", 4), "FD": ("d", 8)}
+
+
+def _text(raw: bytes) -> str:
+    try:
+        return raw.decode("ascii")
+    except UnicodeDecodeError as exc:
+        raise Declined("non-ASCII text: character set handling is left to pydicom") from exc
+
+
+def _split(raw: bytes) -> list[str]:
+    text = _text(raw).rstrip("\x00 ")
+    return [s.strip(" \x00") for s in text.split("\\")] if text else []
+
+
+def _number(s: str, vr: str) -> float | int:
+    try:
+        if vr == "DS":
+            return float(s)
+        try:
+            return int(s)
+        except ValueError:
+            f = float(s)
+            if f != int(f):
+                raise ValueError(s) from None
+            return int(f)
+    except ValueError as exc:
+        raise Declined(f"malformed {vr} value") from exc
+
+
+def convert(vr: str, data: bytes, tag: int, pixel_representation: int = 0):
+    """A kept element's value as pydicom's ``Dataset.get`` would give it, in plain Python types.
+
+    Empty -> None (numbers) or "" (text); one value -> a scalar; several -> a list.
+    """
+    if vr == "xs":
+        vr = "SS" if pixel_representation == 1 else "US"
+    if vr in _NUMERIC_BINARY:
+        fmt, size = _NUMERIC_BINARY[vr]
+        n = len(data) // size
+        if n * size != len(data):
+            raise Declined("binary value length is not a multiple of its size")
+        values = list(struct.unpack(f"<{n}{fmt}", data))
+        return None if n == 0 else values[0] if n == 1 else values
+    parts = _split(data)
+    if vr in ("DS", "IS"):
+        values = [_number(s, vr) for s in parts]
+        if any(s == "" for s in parts):
+            raise Declined("empty value inside a multi-valued number")
+        return None if not values else values[0] if len(values) == 1 else values
+    if len(parts) > 1 and tag != 0x00080008:  # only ImageType is multi-valued among kept text
+        raise Declined("backslash in a single-valued text element")
+    return "" if not parts else parts[0] if len(parts) == 1 else parts
+
+
+# Keyword -> tag for what header_from_dataset asks, so the fast path never imports pydicom.
+_KEYWORD_TAG: dict[str, int] = {
+    "ImageType": 0x00080008,
+    "SOPClassUID": 0x00080016,
+    "SOPInstanceUID": 0x00080018,
+    "AcquisitionTime": 0x00080032,
+    "Modality": 0x00080060,
+    "SeriesDescription": 0x0008103E,
+    "SliceThickness": 0x00180050,
+    "EchoTime": 0x00180081,
+    "EchoNumbers": 0x00180086,
+    "SpacingBetweenSlices": 0x00180088,
+    "TriggerTime": 0x00181060,
+    "StudyInstanceUID": 0x0020000D,
+    "SeriesInstanceUID": 0x0020000E,
+    "SeriesNumber": 0x00200011,
+    "AcquisitionNumber": 0x00200012,
+    "InstanceNumber": 0x00200013,
+    "ImagePositionPatient": 0x00200032,
+    "ImageOrientationPatient": 0x00200037,
+    "TemporalPositionIdentifier": 0x00200100,
+    "SamplesPerPixel": 0x00280002,
+    "PhotometricInterpretation": 0x00280004,
+    "NumberOfFrames": 0x00280008,
+    "Rows": 0x00280010,
+    "Columns": 0x00280011,
+    "PixelSpacing": 0x00280030,
+    "BitsAllocated": 0x00280100,
+    "BitsStored": 0x00280101,
+    "PixelRepresentation": 0x00280103,
+    "PixelPaddingValue": 0x00280120,
+    "WindowCenter": 0x00281050,
+    "WindowWidth": 0x00281051,
+    "RescaleIntercept": 0x00281052,
+    "RescaleSlope": 0x00281053,
+    "DirectoryRecordSequence": 0x00041220,
+    "SharedFunctionalGroupsSequence": 0x52009229,
+    "PerFrameFunctionalGroupsSequence": 0x52009230,
+}
+
+
+def _tag_for_keyword(keyword: str) -> int | None:
+    tag = _KEYWORD_TAG.get(keyword)
+    if tag is None:
+        from pydicom.datadict import tag_for_keyword
+
+        tag = tag_for_keyword(keyword)
+        if tag is None:
+            return None
+        _KEYWORD_TAG[keyword] = tag
+    return tag
+
+
+class _FastDataset:
+    """Just enough of pydicom's Dataset interface for ``header_from_dataset``.
+
+    ``get`` returns the kept values; asking for an element that is present in the file but
+    was not kept raises :class:`Declined` (so a new need in ``header_from_dataset`` makes the
+    fast path step aside instead of returning something different from pydicom).
+    """
+
+    def __init__(self, raw: RawHeader):
+        self._raw = raw
+        self.file_meta = {
+            "TransferSyntaxUID": raw.transfer_syntax_uid,
+            "MediaStorageSOPClassUID": raw.media_storage_sop_class_uid,
+        }
+        pr = raw.elements.get(0x00280103)
+        self._pixel_representation = convert(pr[0], pr[1], 0x00280103) if pr is not None else 0
+
+    def get(self, key, default=None):
+        tag = key if isinstance(key, int) else _tag_for_keyword(key)
+        if tag is None:
+            raise Declined(f"unknown keyword {key}")
+        item = self._raw.elements.get(tag)
+        if item is not None:
+            value = convert(item[0], item[1], tag, self._pixel_representation or 0)
+            return default if value is None else value
+        if tag in self._raw.seen:
+            raise Declined(f"{key} is present but not kept by the fast parser")
+        return default
+
+    def __contains__(self, key) -> bool:
+        tag = key if isinstance(key, int) else _tag_for_keyword(key)
+        return tag in self._raw.seen
+
+    def __getattr__(self, name):
+        raise Declined(f"attribute {name} is not provided by the fast parser")
+
+
+def header_from_raw(raw: RawHeader, path: str, size: int, mtime_ns: int) -> FileHeader:
+    """Build the FileHeader of a plain single-frame file through ``header_from_dataset``."""
+    from .header import PixelDataLocation, header_from_dataset
+
+    image_type = raw.elements.get(0x00080008)
+    if image_type is not None and b"MOSAIC" in image_type[1].upper():
+        raise Declined("Siemens mosaic: geometry comes from the CSA header")
+    nframes = raw.elements.get(0x00280008)
+    if nframes is not None and (convert("IS", nframes[1], 0x00280008) or 1) != 1:
+        raise Declined("multi-frame object")
+    if raw.media_storage_sop_class_uid == "1.2.840.10008.1.3.10":
+        raise Declined("DICOMDIR")
+    location = PixelDataLocation(
+        0x7FE00010, raw.pixel_data_offset, raw.pixel_data_length, raw.pixel_data_length is None
+    )
+    return header_from_dataset(
+        _FastDataset(raw), path, size, mtime_ns, pixel_location=location, encapsulated_complete=raw.complete
+    )
+
+
+def read_header_fast(path: str | os.PathLike) -> FileHeader:
+    """The FileHeader of ``path``: the fast path when the file is plain, pydicom otherwise.
+
+    Raises the same ``SkipFile`` as :func:`~MedPrepLib.dicom.header.read_header`.
+    """
+    p = os.fspath(path)
+    try:
+        raw = parse_raw(p)
+        return header_from_raw(raw, p, raw.size, raw.mtime_ns)
+    except (Declined, OSError):
+        from .header import read_header
+
+        return read_header(p)
