@@ -1,0 +1,91 @@
+"""``medprep scan DIR [--json] [--no-cache]``: the image stacks in a DICOM folder or Slicer database.
+
+``--json`` prints the contract object ``{"series": [...], "skipped": [...]}`` (see
+:meth:`MedPrepLib.dicom.scan.ScanResult.to_json_dict`); without it, a table. ``DIR`` may also be
+a Slicer DICOM database folder or its ``ctkDICOM.sql`` file. Stack ids are stable between runs
+and are what ``medprep convert --series`` takes.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections import Counter
+
+from ..dicom.scan import scan
+from ..dicom.slicerdb import is_slicer_database, scan_database
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("scan", help="list the image stacks (series) in a DICOM folder or a Slicer DICOM database")
+    p.add_argument("dir", metavar="DIR", help="DICOM folder (searched recursively), file, or Slicer database")
+    p.add_argument("--json", action="store_true", help="print one JSON object (series and skipped files)")
+    p.add_argument("--no-cache", action="store_true", help="do not use or update the header index")
+    p.add_argument(
+        "--cache-dir",
+        metavar="PATH",
+        help="folder (or .sqlite file) for the header index (default: $MEDPREP_CACHE or ~/.cache/medprep)",
+    )
+    p.add_argument("--workers", type=int, default=None, help="header-reading processes (default: automatic)")
+    p.set_defaults(func=run)
+
+
+def _progress_printer():
+    if not sys.stderr.isatty():
+        return None
+    last = [-1]
+
+    def report(label: str, fraction: float):
+        pct = int(fraction * 100)
+        if pct != last[0]:
+            last[0] = pct
+            print(f"\r{label[:60]:<60} {pct:3d}%", end="", file=sys.stderr, flush=True)
+            if pct >= 100:
+                print(file=sys.stderr)
+        return False
+
+    return report
+
+
+def _fmt_spacing(spacing) -> str:
+    return " x ".join("?" if v is None else f"{v:.4g}" for v in spacing)
+
+
+def run(args) -> int:
+    cache = False if args.no_cache else (args.cache_dir or True)
+    progress = None if args.json else _progress_printer()
+    if is_slicer_database(args.dir):
+        result = scan_database(args.dir, cache=cache, workers=args.workers, progress=progress)
+    else:
+        result = scan(args.dir, cache=cache, workers=args.workers, progress=progress)
+    data = result.to_json_dict()
+    if args.json:
+        print(json.dumps(data))
+        return 0
+    series = data["series"]
+    header = ("id", "modality", "files", "shape (x y z [t])", "spacing (mm)", "description")
+    rows = [
+        (
+            s["id"],
+            s["modality"],
+            str(s["n_files"]),
+            " x ".join(str(v) for v in s["shape"]),
+            _fmt_spacing(s["spacing"]),
+            s.get("description", ""),
+        )
+        for s in series
+    ]
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    print("  ".join(h.ljust(w) for h, w in zip(header, widths)).rstrip())
+    for r, s in zip(rows, series):
+        print("  ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip())
+        for w in s["warnings"]:
+            print(f"{'':<{widths[0]}}  warning: {w}")
+    print(
+        f"{len(series)} stack(s) in {result.n_files} file(s)"
+        + (f", {result.n_cached} from the index" if result.n_cached else "")
+    )
+    if data["skipped"]:
+        counts = Counter(s["reason"] for s in data["skipped"])
+        print("skipped: " + ", ".join(f"{n} {reason}" for reason, n in sorted(counts.items())) + " (details: --json)")
+    return 0

@@ -1,0 +1,388 @@
+"""Discovery: find every image stack in folders of DICOM files, header-only, with reasons for the rest.
+
+:func:`scan` walks the given folders (recursively) or files, reads each file's header (never
+the pixels) through the fast parser (:mod:`.fastheader`, falling back to pydicom), keeps the
+results in the on-disk index (:mod:`.index`) so that unchanged files are never parsed twice,
+and groups the headers into stacks (:func:`.group.group_stacks`). Every file found ends up
+either in exactly one stack or in ``skipped`` with a reason code from ``SKIP_REASONS``;
+hidden and operating-system files (``.DS_Store``, ``Thumbs.db``, AppleDouble ``._*``, hidden
+folders) are not read and are listed as ``not_dicom`` with a detail saying so.
+
+Header reading runs in worker processes for large folders (pydicom holds the GIL, so
+threads do not help); small folders are read in-process, where the fast parser is quicker
+than starting workers. Progress is reported through ``progress(label, fraction)``, which
+may return True to cancel (:class:`~MedPrepLib.errors.CancelledError`).
+"""
+
+from __future__ import annotations
+
+import math
+import multiprocessing
+import os
+import statistics
+import sys
+from collections.abc import Iterable
+from concurrent.futures import FIRST_COMPLETED, Executor, Future, ProcessPoolExecutor, wait
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..errors import CancelledError, InputError, SeriesSelectionError
+from ..progress import Progress, ProgressCallback, as_progress
+from .group import POSITION_TOL_MM, group_stacks, slice_normal, stack_refs
+from .index import FileKey, open_index
+from .stack import FileHeader, Skipped, Stack
+
+# Names never read as data: OS metadata and our own index file.
+_JUNK_FILES = {"thumbs.db", "desktop.ini", "ehthumbs.db", "icon\r"}
+_JUNK_DIRS = {"__macosx", "$recycle.bin", "system volume information"}
+
+# Below this many files to read, reading in-process beats starting worker processes.
+PARALLEL_MIN_FILES = 2000
+_CHUNK = 200
+
+SPACING_TOL_MM = 0.02
+SPACING_TOL_REL = 0.01
+"""Slice steps differing by more than max(0.02 mm, 1 % of the median step) are reported as uneven."""
+TILT_TOL_DEG = 0.01
+"""Angles (degrees) between the slice normal and the slice progression above this are a tilt."""
+
+
+@dataclass
+class ScanResult:
+    """Stacks found and files left out. Paths are absolute."""
+
+    stacks: list[Stack] = field(default_factory=list)
+    skipped: list[Skipped] = field(default_factory=list)
+    n_files: int = 0  # files found (all of them: in stacks + skipped)
+    n_cached: int = 0  # files whose header came from the index
+
+    def stack(self, stack_id: str) -> Stack:
+        """The stack with this id; SeriesSelectionError listing the ids otherwise."""
+        for s in self.stacks:
+            if s.id == stack_id:
+                return s
+        ids = ", ".join(s.id for s in self.stacks) or "none"
+        raise SeriesSelectionError(f"no stack with id {stack_id!r}", hint=f"stacks found: {ids}")
+
+    def to_json_dict(self) -> dict:
+        """The ``medprep scan --json`` contract: ``{"series": [...], "skipped": [...]}``.
+
+        Each series: id, series_instance_uid, modality, n_files, shape (x, y, z[, t]) in voxels,
+        spacing (x, y, z) in mm (z: median step between sorted slice positions along the
+        normal; None when undefined), warnings; plus description, series_number, kind,
+        n_timepoints and split (what told it apart from siblings of the same series).
+        """
+        return {
+            "series": [stack_summary(s) for s in self.stacks],
+            "skipped": [s.to_dict() for s in sorted(self.skipped, key=lambda s: s.path)],
+        }
+
+
+# -- summary of a stack (header-only geometry) ---------------------------------------------
+
+
+def _tiles_per_unit(stack: Stack) -> tuple[int, int, int]:
+    """(slices per unit, tile rows, tile columns): a mosaic unit holds many tiles."""
+    h = stack.headers[0]
+    if stack.kind != "mosaic":
+        return 1, h.rows, h.columns
+    from .mosaic import tile_grid
+
+    n = int(h.extra.get("mosaic_tiles") or len(h.frames) or 1)
+    grid = tile_grid(n)
+    return n, h.rows // grid, h.columns // grid
+
+
+def _slice_positions(stack: Stack) -> tuple[np.ndarray | None, list[np.ndarray]]:
+    """Slice normal and the positions (LPS mm) of the slices of one time point."""
+    if stack.kind == "mosaic":
+        frames = list(stack.headers[0].frames)
+    else:
+        frames = [r.frame for r in stack_refs(stack) if r.frame is not None]
+    normal = None
+    positions = []
+    for f in frames:
+        if f.orientation is not None and normal is None:
+            normal = slice_normal(f.orientation)
+        if f.position is not None:
+            positions.append(np.asarray(f.position, dtype=np.float64))
+    return normal, positions
+
+
+def _geometry(stack: Stack) -> tuple[list, list, list[str]]:
+    """shape (x, y, z[, t]), spacing (x, y, z) in mm and geometry warnings, from headers only."""
+    per_unit, rows, cols = _tiles_per_unit(stack)
+    n_units = len(stack_refs(stack))
+    n_t = max(stack.n_timepoints, 1)
+    z = (n_units * per_unit) // n_t
+    shape = [cols, rows, z] + ([n_t] if n_t > 1 else [])
+    first = next((f for h in stack.headers for f in h.frames if f.pixel_spacing is not None), None)
+    sx = sy = None
+    if first is not None:
+        sy, sx = (float(v) for v in first.pixel_spacing)
+    warnings: list[str] = []
+    normal, positions = _slice_positions(stack)
+    sz = None
+    if normal is not None and len(positions) >= 2:
+        along: list[float] = []
+        for v in sorted(float(p @ normal) for p in positions):
+            if not along or v - along[-1] > POSITION_TOL_MM:
+                along.append(v)
+        steps = np.diff(along)
+        if len(steps):
+            sz = float(statistics.median(steps))
+            if float(steps.max() - steps.min()) > max(SPACING_TOL_MM, SPACING_TOL_REL * sz):
+                warnings.append(
+                    f"uneven slice spacing: steps from {steps.min():.4g} to {steps.max():.4g} mm "
+                    f"(median {sz:.4g} mm) - missing slices or a variable-spacing acquisition"
+                )
+        ordered = sorted(positions, key=lambda p: float(p @ normal))
+        travel = ordered[-1] - ordered[0]
+        length = float(np.linalg.norm(travel))
+        if length > 0:
+            cos = min(1.0, abs(float(travel @ normal)) / length)
+            angle = math.degrees(math.acos(cos))
+            if angle > TILT_TOL_DEG:
+                warnings.append(
+                    f"slices are sheared (gantry tilt): they advance at {angle:.2f} deg to the slice normal"
+                )
+    if sz is None and len(positions) <= 1:
+        h = stack.headers[0]
+        sz = h.extra.get("spacing_between_slices") or h.slice_thickness
+    spacing = [_round(sx), _round(sy), _round(sz)]
+    return shape, spacing, warnings
+
+
+def _round(v) -> float | None:
+    return None if v is None else round(float(v), 6)
+
+
+def stack_summary(stack: Stack) -> dict:
+    """One entry of the ``series`` list of :meth:`ScanResult.to_json_dict` (no patient data)."""
+    shape, spacing, geometry_warnings = _geometry(stack)
+    warnings = list(stack.warnings) + [w for w in geometry_warnings if w not in stack.warnings]
+    return {
+        "id": stack.id,
+        "series_instance_uid": stack.series_instance_uid,
+        "modality": stack.modality,
+        "n_files": len(stack.headers),
+        "shape": shape,
+        "spacing": spacing,
+        "warnings": warnings,
+        "description": stack.series_description,
+        "series_number": stack.series_number,
+        "kind": stack.kind,
+        "n_timepoints": stack.n_timepoints,
+        "split": {k: str(v) for k, v in stack.split_key.items()},
+    }
+
+
+# -- finding files ---------------------------------------------------------------------------
+
+
+def _is_junk(name: str) -> bool:
+    return name.startswith(".") or name.lower() in _JUNK_FILES
+
+
+def find_files(paths: str | os.PathLike | Iterable[str | os.PathLike]) -> tuple[list[FileKey], list[Skipped]]:
+    """All files under ``paths`` (files or folders, recursively) as (abs path, size, mtime_ns),
+    plus the hidden / system files and folders that are not read. Sorted, deterministic."""
+    if isinstance(paths, (str, os.PathLike)):
+        paths = [paths]
+    found: dict[str, FileKey] = {}
+    junk: list[Skipped] = []
+    for p in paths:
+        root = os.path.abspath(os.fspath(p))
+        if os.path.isfile(root):
+            st = os.stat(root)
+            found[root] = (root, st.st_size, st.st_mtime_ns)
+            continue
+        if not os.path.isdir(root):
+            raise InputError("no such file or folder", path=root, hint="give a DICOM folder, file or Slicer database")
+        stack = [root]
+        while stack:
+            folder = stack.pop()
+            try:
+                entries = sorted(os.scandir(folder), key=lambda e: e.name)
+            except OSError as exc:
+                junk.append(Skipped(folder, "unreadable", f"folder cannot be listed: {exc.strerror}"))
+                continue
+            for e in entries:
+                try:
+                    is_dir = e.is_dir(follow_symlinks=False)
+                    if is_dir:
+                        if _is_junk(e.name) or e.name.lower() in _JUNK_DIRS:
+                            junk.append(Skipped(e.path + os.sep, "not_dicom", "hidden or system folder, not searched"))
+                        else:
+                            stack.append(e.path)
+                        continue
+                    if not e.is_file():
+                        continue  # sockets, fifos, dangling links
+                    if _is_junk(e.name):
+                        junk.append(Skipped(e.path, "not_dicom", "hidden or operating-system file, not read"))
+                        continue
+                    st = e.stat()
+                    found[e.path] = (e.path, st.st_size, st.st_mtime_ns)
+                except OSError as exc:
+                    junk.append(Skipped(e.path, "unreadable", f"cannot stat: {exc.strerror}"))
+    return [found[k] for k in sorted(found)], junk
+
+
+# -- reading headers -------------------------------------------------------------------------
+
+
+def read_one(path: str) -> FileHeader | Skipped:
+    """Header of one file, or the reason it is skipped (never raises for a bad file)."""
+    from .fastheader import read_header_fast
+    from .header import SkipFile
+
+    try:
+        return read_header_fast(path)
+    except SkipFile as exc:
+        return exc.skipped if exc.skipped.path else exc.with_path(path).skipped
+    except Exception as exc:  # a reader bug must not lose the file: report it
+        return Skipped(path, "unreadable", f"header could not be read ({type(exc).__name__}: {exc})")
+
+
+def _read_chunk(paths: list[str]) -> list[FileHeader | Skipped]:
+    return [read_one(p) for p in paths]
+
+
+def _executor(workers: int) -> Executor:
+    # fork is cheap and inherits the imports; inside Slicer (Qt) forking is unsafe -> spawn.
+    method = "fork" if sys.platform.startswith("linux") and "slicer" not in sys.modules else "spawn"
+    return ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context(method))
+
+
+def _default_workers(n: int) -> int:
+    if n < PARALLEL_MIN_FILES:
+        return 1
+    return max(1, min(os.cpu_count() or 1, 8))
+
+
+def read_headers(
+    keys: list[FileKey], *, workers: int | None = None, progress: Progress | None = None, store=None
+) -> dict[str, FileHeader | Skipped]:
+    """Read the headers of the given files (in worker processes when ``workers`` > 1).
+
+    ``store`` (optional) is called with each finished batch of ``(key, result)`` pairs, so
+    that what was read is cached even when the user cancels half-way.
+    """
+    progress = progress or Progress()
+    n = len(keys)
+    workers = _default_workers(n) if workers is None else max(1, int(workers))
+    results: dict[str, FileHeader | Skipped] = {}
+    chunks = [keys[i : i + _CHUNK] for i in range(0, n, _CHUNK)]
+    done = 0
+
+    def finish(chunk: list[FileKey], out: list[FileHeader | Skipped]) -> None:
+        nonlocal done
+        for key, r in zip(chunk, out):
+            results[key[0]] = r
+        if store is not None:
+            store(list(zip(chunk, out)))
+        done += len(chunk)
+        progress.update(f"reading DICOM headers ({done}/{n})", done / n if n else 1.0)
+
+    if workers == 1 or len(chunks) < 2:
+        for chunk in chunks:
+            finish(chunk, _read_chunk([k[0] for k in chunk]))
+        return results
+    pool = _executor(workers)
+    try:
+        pending: dict[Future, list[FileKey]] = {}
+        queue = list(reversed(chunks))
+        while queue or pending:
+            while queue and len(pending) < 2 * workers:
+                chunk = queue.pop()
+                pending[pool.submit(_read_chunk, [k[0] for k in chunk])] = chunk
+            ready, _ = wait(pending, return_when=FIRST_COMPLETED)
+            for fut in ready:
+                finish(pending.pop(fut), fut.result())
+    except BaseException:
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    pool.shutdown(wait=True)
+    return results
+
+
+# -- the public entry points -----------------------------------------------------------------
+
+
+def scan_files(
+    files: list[str] | list[FileKey],
+    *,
+    cache: str | os.PathLike | bool | None = True,
+    workers: int | None = None,
+    progress: ProgressCallback | Progress | None = None,
+    _extra_skipped: list[Skipped] | None = None,
+) -> ScanResult:
+    """Read and group an explicit list of files (paths, or (path, size, mtime_ns) keys)."""
+    prog = as_progress(progress)
+    keys: list[FileKey] = []
+    for f in files:
+        if isinstance(f, tuple):
+            keys.append(f)
+        else:
+            p = os.path.abspath(os.fspath(f))
+            st = os.stat(p)
+            keys.append((p, st.st_size, st.st_mtime_ns))
+    keys = sorted(set(keys))
+    index = open_index(cache)
+    try:
+        cached = index.lookup(keys) if index is not None else {}
+        todo = [k for k in keys if k[0] not in cached]
+        prog.update("reading DICOM headers", 0.0)
+        fresh = read_headers(
+            todo, workers=workers, progress=prog.sub(0.0, 0.95), store=index.store if index is not None else None
+        )
+    finally:
+        if index is not None:
+            index.close()
+    results = {**cached, **fresh}
+    headers = [r for r in results.values() if isinstance(r, FileHeader)]
+    skipped = [r for r in results.values() if isinstance(r, Skipped)] + list(_extra_skipped or [])
+    prog.update("grouping into stacks", 0.95)
+    stacks, group_skipped = group_stacks(headers)
+    skipped.extend(group_skipped)
+    prog.update("grouping into stacks", 1.0)
+    return ScanResult(stacks=stacks, skipped=skipped, n_files=len(keys), n_cached=len(cached))
+
+
+def scan(
+    paths: str | os.PathLike | list[str | os.PathLike],
+    *,
+    cache: str | os.PathLike | bool | None = True,
+    workers: int | None = None,
+    progress: ProgressCallback | Progress | None = None,
+) -> ScanResult:
+    """Find the image stacks in DICOM folders or files, reading headers only.
+
+    Parameters
+    ----------
+    paths:
+        A folder (searched recursively), a file, or a list of them.
+    cache:
+        Where the header index lives: True (``$MEDPREP_CACHE`` or ``~/.cache/medprep``), a
+        folder (the index goes there, e.g. beside the data), a ``.sqlite`` path, or
+        False/None (no cache). See :mod:`MedPrepLib.dicom.index`.
+    workers:
+        Processes reading headers; None chooses (1 below ``PARALLEL_MIN_FILES`` files).
+    progress:
+        ``(label, fraction) -> True to cancel``.
+
+    Returns a :class:`ScanResult` whose every found file is in one stack or in ``skipped``.
+    Raises :class:`InputError` for a path that does not exist and
+    :class:`~MedPrepLib.errors.CancelledError` when cancelled.
+    """
+    prog = as_progress(progress)
+    prog.update("finding files", 0.0)
+    keys, junk = find_files(paths)
+    prog.update(f"found {len(keys)} files", 0.05)
+    result = scan_files(keys, cache=cache, workers=workers, progress=prog.sub(0.05, 1.0), _extra_skipped=junk)
+    result.n_files += len(junk)
+    return result
+
+
+__all__ = ["ScanResult", "scan", "scan_files", "find_files", "read_headers", "stack_summary", "CancelledError"]
