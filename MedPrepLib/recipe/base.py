@@ -34,14 +34,30 @@ class RunContext:
     ``statistics`` holds numbers computed over a training set by a statistics pass (for
     example nnU-Net's CT percentiles), keyed by op name; ``seed`` makes random crops
     reproducible; ``progress`` is a :class:`~MedPrepLib.progress.Progress`.
+
+    While a recipe runs, :func:`~MedPrepLib.recipe.recipe.run_recipe` also sets
+    ``step_number`` (1-based, as in error messages), ``where`` (``"step 3 (zscore)"``) and
+    ``progress`` to the part of the run that step covers. ``masks`` maps names to mask volumes a
+    caller provides (``{"op": "zscore", "mask": "brain"}``); they must be on the grid of the
+    image at that step.
     """
 
-    def __init__(self, statistics: dict[str, Any] | None = None, seed: int = 0, progress=None):
+    def __init__(
+        self,
+        statistics: dict[str, Any] | None = None,
+        seed: int = 0,
+        progress=None,
+        *,
+        masks: dict[str, Volume] | None = None,
+    ):
         from ..progress import as_progress
 
         self.statistics = statistics or {}
         self.seed = seed
         self.progress = as_progress(progress)
+        self.masks = dict(masks or {})
+        self.step_number: int | None = None
+        self.where = "recipe"
 
 
 class Step:
@@ -77,3 +93,119 @@ class Step:
 def param_error(where: str, name: str, problem: str) -> RecipeError:
     """A RecipeError naming the step and the parameter: ``step 2 (window): 'width' must be > 0``."""
     return RecipeError(f"{where}: '{name}' {problem}")
+
+
+# -- additions for parameter parsing and run state (the contract above is unchanged) -------------
+
+_REQUIRED = object()
+
+
+class Params:
+    """Typed reading of one step's JSON parameters, with errors naming step and parameter.
+
+    >>> p = Params({"min": -1000, "max": 400}, "step 3 (clip_scale)")
+    >>> p.number("min"), p.number("max"), p.number("scale", 1.0)
+    (-1000.0, 400.0, 1.0)
+    >>> p.finish()
+    >>> Params({"presset": "lung"}, "step 2 (window)").finish()
+    Traceback (most recent call last):
+    ...
+    MedPrepLib.errors.RecipeError: step 2 (window): 'presset' is not a parameter of this step (known: none)
+    """
+
+    def __init__(self, params: dict[str, Any], where: str):
+        if not isinstance(params, dict):
+            raise RecipeError(f"{where}: parameters must be a JSON object, got {type(params).__name__}")
+        self.params = params
+        self.where = where
+        self.used: set[str] = set()
+
+    def has(self, name: str) -> bool:
+        return name in self.params and self.params[name] is not None
+
+    def raw(self, name: str, default: Any = _REQUIRED) -> Any:
+        self.used.add(name)
+        if name not in self.params or self.params[name] is None:
+            if default is _REQUIRED:
+                raise param_error(self.where, name, "is required")
+            return default
+        return self.params[name]
+
+    def number(
+        self, name: str, default: Any = _REQUIRED, *, minimum: float | None = None, positive: bool = False
+    ) -> float:
+        value = self.raw(name, default)
+        if value is default and default is not _REQUIRED:
+            return value
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise param_error(self.where, name, f"must be a number, got {value!r}")
+        value = float(value)
+        if value != value or value in (float("inf"), float("-inf")):
+            raise param_error(self.where, name, f"must be finite, got {value!r}")
+        if positive and value <= 0:
+            raise param_error(self.where, name, f"must be > 0, got {value:g}")
+        if minimum is not None and value < minimum:
+            raise param_error(self.where, name, f"must be >= {minimum:g}, got {value:g}")
+        return value
+
+    def integer(self, name: str, default: Any = _REQUIRED, *, minimum: int | None = None) -> int:
+        value = self.raw(name, default)
+        if value is default and default is not _REQUIRED:
+            return value
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise param_error(self.where, name, f"must be an integer, got {value!r}")
+        if minimum is not None and value < minimum:
+            raise param_error(self.where, name, f"must be >= {minimum}, got {value}")
+        return value
+
+    def boolean(self, name: str, default: Any = _REQUIRED) -> bool:
+        value = self.raw(name, default)
+        if not isinstance(value, bool):
+            raise param_error(self.where, name, f"must be true or false, got {value!r}")
+        return value
+
+    def choice(self, name: str, options, default: Any = _REQUIRED) -> str:
+        value = self.raw(name, default)
+        if value is default and default is not _REQUIRED:
+            return value
+        if value not in options:
+            raise param_error(self.where, name, f"must be one of {', '.join(map(str, options))}; got {value!r}")
+        return value
+
+    def numbers(self, name: str, count: int, default: Any = _REQUIRED, *, positive: bool = False) -> tuple:
+        value = self.raw(name, default)
+        if value is default and default is not _REQUIRED:
+            return value
+        if not isinstance(value, (list, tuple)) or len(value) != count:
+            raise param_error(self.where, name, f"must be a list of {count} numbers, got {value!r}")
+        out = []
+        for v in value:
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or v != v:
+                raise param_error(self.where, name, f"must be a list of {count} numbers, got {value!r}")
+            if positive and v <= 0:
+                raise param_error(self.where, name, f"values must be > 0, got {value!r}")
+            out.append(float(v))
+        return tuple(out)
+
+    def finish(self) -> None:
+        """Reject parameters this step does not know (a typo must not be silently ignored)."""
+        unknown = sorted(set(self.params) - self.used - {"op"})
+        if unknown:
+            known = ", ".join(sorted(self.used)) or "none"
+            raise param_error(self.where, unknown[0], f"is not a parameter of this step (known: {known})")
+
+
+def step_statistics(ctx: RunContext, op: str) -> dict[str, Any] | None:
+    """The dataset statistics for the step now running (see :class:`RunContext`).
+
+    Looked up first by step number (``statistics["steps"]["3"]``, as written by
+    :func:`~MedPrepLib.recipe.statistics.compute_statistics`), then by op name
+    (``statistics["ct_normalization"]``, convenient for hand-written files).
+    """
+    stats = ctx.statistics or {}
+    number = getattr(ctx, "step_number", None)
+    by_step = stats.get("steps") if isinstance(stats.get("steps"), dict) else {}
+    if number is not None and str(number) in by_step:
+        return by_step[str(number)]
+    value = stats.get(op)
+    return value if isinstance(value, dict) else None

@@ -1,0 +1,394 @@
+"""Voxel-wise intensity steps: padding to air, clip-and-scale, zero-centring, cast — and the
+block engine the other intensity steps (window, z-score, CT normalization) share.
+
+Units: CT images arrive in Hounsfield units (the DICOM loader applies RescaleSlope/Intercept),
+MR in the scanner's arbitrary units. Each step says what it expects and what it produces;
+"normalised" means a unitless float32.
+
+Speed and memory: every step writes one float32 (or target dtype) output and never touches its
+input (which may be a read-only view on a SimpleITK buffer). The work runs block by block
+(:data:`BLOCK_VOXELS` voxels, small enough to stay in the CPU cache), so a chain of numpy
+in-place ufuncs costs one pass over main memory instead of one per operation, and no
+full-size temporary exists beside the output. When the image is an intermediate of the running
+recipe (``ctx.scratch``), a step of the same dtype writes into it in place.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ..errors import RecipeError
+from ..volume import Volume
+from .base import Params, RunContext, Step, param_error, register, step_statistics
+
+BLOCK_VOXELS = 1 << 18
+"""Voxels per block (1 MB of float32): fits the L2 cache of current CPUs."""
+
+
+def blockwise(fn: Callable[..., Any], *arrays: np.ndarray, block: int = BLOCK_VOXELS) -> list:
+    """Call ``fn`` on matching blocks of arrays of one (z, y, x[, c]) shape; returns the results.
+
+    C-contiguous arrays are cut into flat runs of ``block`` voxels; otherwise into slabs of
+    whole z-slices. Blocks are visited in a fixed order, so reductions are deterministic.
+    """
+    shape = arrays[0].shape
+    if any(a.shape != shape for a in arrays):
+        raise ValueError(f"blockwise needs arrays of one shape, got {[a.shape for a in arrays]}")
+    if all(a.flags.c_contiguous for a in arrays):
+        flats = [a.reshape(-1) for a in arrays]
+        n = flats[0].size
+        return [fn(*(f[s : s + block] for f in flats)) for s in range(0, n, block)]
+    per_slice = int(np.prod(shape[1:])) or 1
+    step = max(1, block // per_slice)
+    return [fn(*(a[z : z + step] for a in arrays)) for z in range(0, shape[0], step)]
+
+
+def output_array(image: Volume, ctx: RunContext | None, dtype=np.float32, shape=None) -> np.ndarray:
+    """The array a step writes into: the image's own array when the recipe owns it, else new."""
+    dtype = np.dtype(dtype)
+    shape = image.shape if shape is None else tuple(shape)
+    a = image.array
+    if (
+        ctx is not None
+        and getattr(ctx, "scratch", False)
+        and a.dtype == dtype
+        and a.shape == shape
+        and a.flags.writeable
+        and a.flags.c_contiguous
+    ):
+        return a
+    return np.empty(shape, dtype)
+
+
+def as_float32(src: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """Copy ``src`` into the float32 block ``out`` (no-op when they are the same memory)."""
+    if src is not out:
+        np.copyto(out, src, casting="unsafe")
+    return out
+
+
+def check_finite(image: Volume, where: str) -> None:
+    """Raise a RecipeError if a float image holds NaN or infinity (they poison every statistic)."""
+    a = image.array
+    if a.dtype.kind == "f" and not all(blockwise(lambda b: bool(np.isfinite(b).all()), a)):
+        raise RecipeError(f"{where}: the image holds NaN or infinite voxels", hint="fix or mask them before this step")
+
+
+def exact_sum(
+    a: np.ndarray, mask: np.ndarray | None = None, test: Callable[[np.ndarray], np.ndarray] | None = None
+) -> tuple[float, float, int]:
+    """(sum, sum of squares about the mean, count) of ``a`` (optionally where ``mask``), float64.
+
+    ``mask`` is an array of ``a``'s shape; ``test`` turns a block of it into booleans (default
+    ``!= 0``), so no full-size boolean array is ever made. Integer images are summed exactly
+    (Python integers); float images in two deterministic block-ordered passes (mean, then
+    squared deviations), so the result never depends on threads or memory layout.
+    """
+    test = test or (lambda m: m != 0)
+
+    def select(b, m):
+        return b if m is None else b[test(m)]
+
+    arrays = (a,) if mask is None else (a, mask)
+    if a.dtype.kind in "iub":
+        parts = blockwise(lambda b, m=None: _int_moments(select(b, m)), *arrays)
+        s1 = sum(p[0] for p in parts)
+        s2 = sum(p[1] for p in parts)
+        n = sum(p[2] for p in parts)
+        if n == 0:
+            return 0.0, 0.0, 0
+        # n * var * n = n * s2 - s1^2, exact in integers.
+        return float(s1), (n * s2 - s1 * s1) / n, n
+    parts = blockwise(lambda b, m=None: _float_sum(select(b, m)), *arrays)
+    n = sum(p[1] for p in parts)
+    if n == 0:
+        return 0.0, 0.0, 0
+    total = float(np.sum(np.array([p[0] for p in parts], dtype=np.float64)))
+    mean = total / n
+    sq = blockwise(lambda b, m=None: _float_sq(select(b, m), mean), *arrays)
+    return total, float(np.sum(np.array(sq, dtype=np.float64))), n
+
+
+def _int_moments(b: np.ndarray) -> tuple[int, int, int]:
+    f = b.astype(np.float64).ravel()
+    # Each block's sums are integers below 2**53, so float64 holds them exactly.
+    return int(f.sum()), int(f @ f), f.size
+
+
+def _float_sum(b: np.ndarray) -> tuple[float, int]:
+    return float(np.sum(b, dtype=np.float64)), b.size
+
+
+def _float_sq(b: np.ndarray, mean: float) -> float:
+    d = b.astype(np.float64).ravel() - mean
+    return float(d @ d)
+
+
+def mean_std(a: np.ndarray, mask: np.ndarray | None = None, test=None) -> tuple[float, float, int]:
+    """Mean, population standard deviation (ddof=0) and count, in float64 (see :func:`exact_sum`)."""
+    total, sq, n = exact_sum(a, mask, test)
+    if n == 0:
+        return 0.0, 0.0, 0
+    return total / n, float(np.sqrt(max(sq, 0.0) / n)), n
+
+
+def describe_array(a: np.ndarray) -> dict:
+    return {"shape": list(a.shape), "dtype": str(a.dtype)}
+
+
+# -- steps ----------------------------------------------------------------------------------------
+
+
+@register
+@dataclass(frozen=True)
+class PadToAir(Step):
+    """Set padding and out-of-field voxels to air, in the image's own units (HU for CT).
+
+    * voxels equal to the series' PixelPaddingValue — ``volume.metadata["pixel_padding_value"]``
+      as the DICOM loader stores it, already in HU — or to ``padding_value`` if given;
+    * voxels at or below ``threshold`` (default -2000 HU: the out-of-field value of many
+      scanners, outside the reconstruction circle), unless ``"out_of_field": false``.
+
+    They become ``air`` (default -1000 HU). The dtype is kept. Labels are untouched.
+    """
+
+    op = "pad_to_air"
+    air: float = -1000.0
+    threshold: float = -2000.0
+    out_of_field: bool = True
+    padding_value: float | str = "metadata"
+
+    @classmethod
+    def from_params(cls, params, where):
+        p = Params(params, where)
+        pv = p.raw("padding_value", "metadata")
+        if pv not in ("metadata", "none") and (isinstance(pv, bool) or not isinstance(pv, (int, float))):
+            raise param_error(where, "padding_value", f'must be a number, "metadata" or "none"; got {pv!r}')
+        step = cls(
+            air=p.number("air", -1000.0),
+            threshold=p.number("threshold", -2000.0),
+            out_of_field=p.boolean("out_of_field", True),
+            padding_value=pv if isinstance(pv, str) else float(pv),
+        )
+        p.finish()
+        return step
+
+    def to_params(self):
+        return {
+            "op": self.op,
+            "air": self.air,
+            "threshold": self.threshold,
+            "out_of_field": self.out_of_field,
+            "padding_value": self.padding_value,
+        }
+
+    def apply(self, image, label, ctx):
+        pad = self.padding_value
+        if pad == "metadata":
+            pad = image.metadata.get("pixel_padding_value")
+        elif pad == "none":
+            pad = None
+        a = image.array
+        out = output_array(image, ctx, a.dtype)
+        air = a.dtype.type(self.air)
+        if a.dtype.kind in "iu" and not np.can_cast(np.min_scalar_type(int(self.air)), a.dtype):
+            raise RecipeError(f"{ctx.where}: air value {self.air:g} does not fit the image's {a.dtype}")
+
+        def fn(src, dst):
+            if src is not dst:
+                np.copyto(dst, src)
+            n = 0
+            if self.out_of_field:
+                m = src <= self.threshold
+                n += int(np.count_nonzero(m))
+                np.copyto(dst, air, where=m)
+            if pad is not None:
+                m = src == pad
+                np.copyto(dst, air, where=m)
+                n += int(np.count_nonzero(m))
+            return n
+
+        replaced = sum(blockwise(fn, a, out))
+        record = {"padding_value": None if pad is None else float(pad), "voxels_set_to_air": replaced}
+        return image.with_array(out), label, record
+
+
+@register
+@dataclass(frozen=True)
+class ClipScale(Step):
+    """Clip to [``min``, ``max``] (image units, e.g. HU) and map linearly onto ``out`` (default [0, 1]).
+
+    ``y = out[0] + (clip(x, min, max) - min) * (out[1] - out[0]) / (max - min)``, float32.
+    """
+
+    op = "clip_scale"
+    min: float = -1000.0
+    max: float = 400.0
+    out: tuple[float, float] = (0.0, 1.0)
+
+    @classmethod
+    def from_params(cls, params, where):
+        p = Params(params, where)
+        lo, hi = p.number("min"), p.number("max")
+        if hi <= lo:
+            raise param_error(where, "max", f"must be greater than 'min' ({lo:g}), got {hi:g}")
+        out = p.numbers("out", 2, (0.0, 1.0))
+        if out[1] == out[0]:
+            raise param_error(where, "out", f"must be a range of two different numbers, got {list(out)}")
+        p.finish()
+        return cls(min=lo, max=hi, out=tuple(out))
+
+    def to_params(self):
+        return {"op": self.op, "min": self.min, "max": self.max, "out": list(self.out)}
+
+    def apply(self, image, label, ctx):
+        check_finite(image, ctx.where)
+        out = output_array(image, ctx)
+        lo, hi = np.float32(self.min), np.float32(self.max)
+        scale = np.float32((self.out[1] - self.out[0]) / (self.max - self.min))
+        offset = np.float32(self.out[0])
+
+        def fn(src, dst):
+            as_float32(src, dst)
+            np.clip(dst, lo, hi, out=dst)
+            np.subtract(dst, lo, out=dst)
+            np.multiply(dst, scale, out=dst)
+            if offset:
+                np.add(dst, offset, out=dst)
+
+        blockwise(fn, image.array, out)
+        return image.with_array(out), label, {"min": self.min, "max": self.max, "out": list(self.out)}
+
+
+@register
+@dataclass(frozen=True)
+class ZeroCenter(Step):
+    """Subtract a mean: ``y = x - mean`` (float32, same units as the input).
+
+    ``"mean"`` is a number, or ``"dataset"``: the mean over every voxel of every training case
+    at this step's input, computed by the statistics pass
+    (:func:`~MedPrepLib.recipe.statistics.compute_statistics`) and passed to the run.
+    """
+
+    op = "zero_center"
+    mean: float | str = "dataset"
+
+    @classmethod
+    def from_params(cls, params, where):
+        p = Params(params, where)
+        mean = p.raw("mean")
+        if mean != "dataset":
+            mean = p.number("mean")
+        p.finish()
+        return cls(mean=mean)
+
+    def to_params(self):
+        return {"op": self.op, "mean": self.mean}
+
+    def needs_statistics(self) -> bool:
+        return self.mean == "dataset"
+
+    def collect_statistics(self, image: Volume, label: Volume | None, ctx: RunContext):
+        total, _, n = exact_sum(image.array)
+        return total, n
+
+    def reduce_statistics(self, parts: list, ctx: RunContext) -> dict:
+        n = sum(p[1] for p in parts)
+        if n == 0:
+            raise RecipeError(f"{ctx.where}: no voxels to compute a mean over")
+        return {"op": self.op, "mean": float(sum(p[0] for p in parts) / n), "voxels": n}
+
+    def apply(self, image, label, ctx):
+        check_finite(image, ctx.where)
+        mean = self.mean
+        if mean == "dataset":
+            stats = step_statistics(ctx, self.op)
+            if not stats or "mean" not in stats:
+                raise RecipeError(
+                    f"{ctx.where}: 'mean' is \"dataset\" but no dataset statistics were given",
+                    hint="run the statistics pass (compute_statistics, or medprep preprocess --statistics) first",
+                )
+            mean = float(stats["mean"])
+        out = output_array(image, ctx)
+        m32 = np.float32(mean)
+
+        def fn(src, dst):
+            as_float32(src, dst)
+            np.subtract(dst, m32, out=dst)
+
+        blockwise(fn, image.array, out)
+        return image.with_array(out), label, {"mean": mean}
+
+
+_CAST_TYPES = ("uint8", "int8", "uint16", "int16", "uint32", "int32", "float16", "float32", "float64")
+
+
+@register
+@dataclass(frozen=True)
+class Cast(Step):
+    """Convert voxels to ``dtype`` (units unchanged).
+
+    Integer targets round to the nearest integer (ties to even, ``np.rint``). Values outside
+    the target's range are an error unless ``"clip": true``, which saturates them; NaN cannot
+    become an integer and is always an error.
+    """
+
+    op = "cast"
+    dtype: str = "float32"
+    clip: bool = False
+
+    @classmethod
+    def from_params(cls, params, where):
+        p = Params(params, where)
+        step = cls(dtype=p.choice("dtype", _CAST_TYPES), clip=p.boolean("clip", False))
+        p.finish()
+        return step
+
+    def to_params(self):
+        return {"op": self.op, "dtype": self.dtype, "clip": self.clip}
+
+    def apply(self, image, label, ctx):
+        target = np.dtype(self.dtype)
+        a = image.array
+        info = np.iinfo(target) if target.kind in "iu" else np.finfo(target)
+        lo, hi = float(info.min), float(info.max)
+        vmin, vmax = _finite_range(a, ctx.where, allow_nan=target.kind == "f")
+        clipped = vmin < lo or vmax > hi
+        if clipped and not self.clip:
+            raise RecipeError(
+                f"{ctx.where}: values {vmin:g}..{vmax:g} do not fit {self.dtype} ({lo:g}..{hi:g})",
+                hint='add "clip": true to saturate them, or scale the image first',
+            )
+        out = np.empty(a.shape, target)
+        rounding = target.kind in "iu" and a.dtype.kind == "f"
+
+        def fn(src, dst):
+            if rounding or clipped:
+                work = src.astype(np.float64)
+                if rounding:
+                    np.rint(work, out=work)
+                if clipped:
+                    np.clip(work, lo, hi, out=work)
+                np.copyto(dst, work, casting="unsafe")
+            else:
+                np.copyto(dst, src, casting="unsafe")
+
+        blockwise(fn, a, out)
+        record = {"from": str(a.dtype), "to": self.dtype, "clipped": bool(clipped), "range": [vmin, vmax]}
+        return image.with_array(out), label, record
+
+
+def _finite_range(a: np.ndarray, where: str, *, allow_nan: bool) -> tuple[float, float]:
+    def fn(b):
+        if b.dtype.kind == "f":
+            if not allow_nan and np.isnan(b).any():
+                raise RecipeError(f"{where}: the image holds NaN voxels, which no integer type can hold")
+            return float(np.nanmin(b)) if b.size else np.inf, float(np.nanmax(b)) if b.size else -np.inf
+        return float(b.min()), float(b.max())
+
+    parts = blockwise(fn, a)
+    return min(p[0] for p in parts), max(p[1] for p in parts)

@@ -1,0 +1,308 @@
+"""Statistical normalisations: z-score, and nnU-Net's CT scheme with its dataset statistics.
+
+Both produce unitless float32 images; the statistics they use are recorded in provenance.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..errors import RecipeError
+from ..volume import Volume
+from .base import Params, RunContext, Step, param_error, register, step_statistics
+from .intensity import as_float32, blockwise, check_finite, mean_std, output_array
+
+
+def _positive(m: np.ndarray) -> np.ndarray:
+    return m > 0
+
+
+def _nonzero(m: np.ndarray) -> np.ndarray:
+    return m != 0
+
+
+@register
+@dataclass(frozen=True)
+class ZScore(Step):
+    """Z-score: ``y = (x - mean) / std`` (float32, unitless), mean and population std (ddof=0).
+
+    ``"mask"`` says which voxels the mean and std are computed over:
+
+    * ``"all"`` (default) — the whole volume;
+    * ``"nonzero"`` — voxels whose value is not 0 (MR with a zero background);
+    * ``"label"`` — voxels where the label map is > 0;
+    * any other name — a mask volume given to the run (``run_recipe(..., masks={name: vol})``),
+      voxels > 0, on the image's grid at this step.
+
+    All voxels are transformed with those numbers (as TorchIO's ``ZNormalization``); with
+    ``"fill_outside": v`` the voxels outside the mask are set to ``v`` instead (nnU-Net keeps
+    its zero background this way). A constant region (std 0) is only centred: the divisor
+    becomes 1 and the record says ``"std_was_zero": true``. Multi-channel images are normalised
+    per channel.
+    """
+
+    op = "zscore"
+    mask: str = "all"
+    fill_outside: float | None = None
+
+    @classmethod
+    def from_params(cls, params, where):
+        p = Params(params, where)
+        mask = p.raw("mask", "all")
+        if not isinstance(mask, str) or not mask:
+            raise param_error(where, "mask", f'must be "all", "nonzero", "label" or a mask name; got {mask!r}')
+        fill = p.number("fill_outside", None)
+        if fill is not None and mask == "all":
+            raise param_error(where, "fill_outside", 'needs a "mask" other than "all"')
+        p.finish()
+        return cls(mask=mask, fill_outside=fill)
+
+    def to_params(self):
+        d = {"op": self.op, "mask": self.mask}
+        if self.fill_outside is not None:
+            d["fill_outside"] = self.fill_outside
+        return d
+
+    def _mask_source(self, image: Volume, label: Volume | None, ctx: RunContext, channel: np.ndarray):
+        if self.mask == "all":
+            return None, None
+        if self.mask == "nonzero":
+            return channel, _nonzero
+        if self.mask == "label":
+            if label is None:
+                raise RecipeError(f"{ctx.where}: 'mask' is \"label\" but no label map was given")
+            source = label.array
+        else:
+            if self.mask not in ctx.masks:
+                known = ", ".join(sorted(ctx.masks)) or "none"
+                raise RecipeError(
+                    f"{ctx.where}: 'mask' names {self.mask!r}, which is not a mask given to the run (given: {known})"
+                )
+            source = ctx.masks[self.mask].array
+        if source.shape[:3] != image.shape[:3]:
+            raise RecipeError(
+                f"{ctx.where}: the mask's shape {source.shape} does not match the image's {image.shape[:3]} (z, y, x)"
+            )
+        return source, _positive
+
+    def apply(self, image, label, ctx):
+        check_finite(image, ctx.where)
+        a = image.array
+        out = output_array(image, ctx)
+        channels = [slice(None)] if a.ndim == 3 else [(Ellipsis, c) for c in range(a.shape[3])]
+        records = []
+        for c in channels:
+            src, dst = a[c], out[c]
+            mask, test = self._mask_source(image, label, ctx, src)
+            mean, std, n = mean_std(src, mask, test)
+            if n == 0:
+                raise RecipeError(f"{ctx.where}: the mask {self.mask!r} selects no voxels")
+            divisor = std if std > 0 else 1.0
+            m32, s32 = np.float32(mean), np.float32(1.0 / divisor)
+            fill = None if self.fill_outside is None else np.float32(self.fill_outside)
+
+            def fn(s, d, m=None, m32=m32, s32=s32, fill=fill, test=test):
+                as_float32(s, d)
+                if fill is not None:
+                    outside = ~test(m)
+                np.subtract(d, m32, out=d)
+                np.multiply(d, s32, out=d)
+                if fill is not None:
+                    np.copyto(d, fill, where=outside)
+
+            arrays = (src, dst) if mask is None else (src, dst, mask)
+            # The mask source may be the source itself ("nonzero"): test it before overwriting.
+            blockwise(fn, *arrays)
+            records.append({"mean": mean, "std": std, "voxels": n, "std_was_zero": std == 0})
+        record = {"mask": self.mask, **records[0]} if len(records) == 1 else {"mask": self.mask, "channels": records}
+        return image.with_array(out), label, record
+
+
+_CT_KEYS = ("mean", "std", "percentile_00_5", "percentile_99_5")
+
+
+@register
+@dataclass(frozen=True)
+class CTNormalization(Step):
+    """nnU-Net's CT normalisation: clip to the dataset's foreground [0.5, 99.5] percentiles
+    (HU), then ``(x - mean) / max(std, 1e-8)`` with the dataset's foreground mean and std.
+
+    The arithmetic is nnunetv2's ``CTNormalization.run`` exactly (float32 clip, subtract,
+    divide), so outputs are bit-identical to nnU-Net given the same four numbers. Those come,
+    in order, from the step's own ``mean``/``std``/``percentile_00_5``/``percentile_99_5``
+    parameters, from the run's statistics (the statistics pass, see
+    :mod:`~MedPrepLib.recipe.statistics`), or from an nnU-Net ``dataset_fingerprint.json``
+    given as statistics (``foreground_intensity_properties_per_channel[channel]``).
+
+    The statistics pass samples the foreground as nnU-Net's fingerprint extractor does: per
+    case, voxels with label > 0 inside the bounding box of the image's nonzero voxels, float32,
+    ``samples_per_case`` drawn with replacement by ``np.random.RandomState(seed)`` (seed 1234,
+    restarted for each case); ``samples_per_case`` defaults to nnU-Net's ``int(10e7 //
+    number_of_cases)``. Mean, std (ddof=0) and the linear-interpolation percentiles are then
+    taken over the concatenated samples.
+    """
+
+    op = "ct_normalization"
+    mean: float | None = None
+    std: float | None = None
+    percentile_00_5: float | None = None
+    percentile_99_5: float | None = None
+    samples_per_case: int | None = None
+    seed: int = 1234
+    channel: int = 0
+
+    @classmethod
+    def from_params(cls, params, where):
+        p = Params(params, where)
+        given = {k: p.number(k, None) for k in _CT_KEYS}
+        present = [k for k, v in given.items() if v is not None]
+        if present and len(present) != len(_CT_KEYS):
+            missing = [k for k in _CT_KEYS if k not in present][0]
+            raise param_error(where, missing, "is required when any of mean/std/percentile_00_5/percentile_99_5 is given")
+        if present and given["percentile_99_5"] < given["percentile_00_5"]:
+            raise param_error(where, "percentile_99_5", "must not be below 'percentile_00_5'")
+        step = cls(
+            **given,
+            samples_per_case=p.integer("samples_per_case", None, minimum=1),
+            seed=p.integer("seed", 1234, minimum=0),
+            channel=p.integer("channel", 0, minimum=0),
+        )
+        p.finish()
+        return step
+
+    def to_params(self):
+        d = {"op": self.op}
+        for k in _CT_KEYS:
+            if getattr(self, k) is not None:
+                d[k] = getattr(self, k)
+        if self.samples_per_case is not None:
+            d["samples_per_case"] = self.samples_per_case
+        d["seed"] = self.seed
+        d["channel"] = self.channel
+        return d
+
+    # -- statistics pass ------------------------------------------------------------------
+    def needs_statistics(self) -> bool:
+        return self.mean is None
+
+    def collect_statistics(self, image: Volume, label: Volume | None, ctx: RunContext):
+        """A float32 sample of this case's foreground voxels (nnU-Net's way, see class doc)."""
+        if label is None:
+            raise RecipeError(f"{ctx.where}: the statistics pass needs a label map for every case (foreground = label > 0)")
+        n_samples = self.samples_per_case
+        if n_samples is None:
+            n_cases = getattr(ctx, "n_cases", None)
+            if not n_cases:
+                raise RecipeError(
+                    f"{ctx.where}: 'samples_per_case' is not set and the number of cases is unknown",
+                    hint="pass the cases as a list, give n_cases, or set 'samples_per_case'",
+                )
+            n_samples = int(10e7 // n_cases)
+        return foreground_sample(image.array, label.array, n_samples, seed=self.seed, channel=self.channel)
+
+    def reduce_statistics(self, parts: list, ctx: RunContext) -> dict:
+        samples = np.concatenate(parts)  # as nnU-Net: an empty case ([]) promotes to float64
+        if samples.size == 0:
+            raise RecipeError(f"{ctx.where}: no case has foreground voxels (label > 0) to compute statistics from")
+        p005, median, p995 = np.percentile(samples, np.array((0.5, 50.0, 99.5)))
+        return {
+            "op": self.op,
+            "mean": float(np.mean(samples)),
+            "median": float(median),
+            "std": float(np.std(samples)),
+            "min": float(np.min(samples)),
+            "max": float(np.max(samples)),
+            "percentile_99_5": float(p995),
+            "percentile_00_5": float(p005),
+            "samples": int(samples.size),
+            "seed": self.seed,
+        }
+
+    # -- run ------------------------------------------------------------------------------
+    def _properties(self, ctx: RunContext) -> dict:
+        if self.mean is not None:
+            return {k: getattr(self, k) for k in _CT_KEYS} | {"source": "recipe"}
+        stats = step_statistics(ctx, self.op)
+        source = "statistics"
+        if stats is None:
+            per_channel = (ctx.statistics or {}).get("foreground_intensity_properties_per_channel") or {}
+            stats = per_channel.get(str(self.channel)) or per_channel.get(self.channel)
+            source = "nnU-Net fingerprint"
+        if not stats or any(k not in stats for k in _CT_KEYS):
+            raise RecipeError(
+                f"{ctx.where}: needs the dataset's foreground statistics (mean, std, percentile_00_5, percentile_99_5)",
+                hint="run the statistics pass (compute_statistics / medprep preprocess --statistics S.json) "
+                "or give the four numbers in the step",
+            )
+        return {k: float(stats[k]) for k in _CT_KEYS} | {"source": source}
+
+    def apply(self, image, label, ctx):
+        check_finite(image, ctx.where)
+        props = self._properties(ctx)
+        lower, upper = np.float32(props["percentile_00_5"]), np.float32(props["percentile_99_5"])
+        mean = np.float32(props["mean"])
+        divisor = np.float32(max(props["std"], 1e-8))
+        out = output_array(image, ctx)
+
+        def fn(s, d):
+            as_float32(s, d)
+            np.clip(d, lower, upper, out=d)
+            np.subtract(d, mean, out=d)
+            np.divide(d, divisor, out=d)
+
+        blockwise(fn, image.array, out)
+        return image.with_array(out), label, props
+
+
+def nonzero_bbox(a: np.ndarray) -> tuple[slice, slice, slice]:
+    """(z, y, x) slices of the bounding box of voxels != 0 in any channel (nnU-Net's crop).
+
+    Filling holes, as nnU-Net does, never changes a bounding box, so it is skipped.
+    """
+
+    def fn(block):
+        m = block != 0
+        if m.ndim == 4:
+            m = m.any(axis=3)
+        return m.any(axis=(1, 2)), m.any(axis=(0, 2)), m.any(axis=(0, 1))
+
+    parts = _slab_parts(fn, a)
+    z = np.concatenate([p[0] for p in parts])
+    y = np.logical_or.reduce([p[1] for p in parts])
+    x = np.logical_or.reduce([p[2] for p in parts])
+    if not z.any():
+        return slice(0, 0), slice(0, 0), slice(0, 0)
+    box = []
+    for axis in (z, y, x):
+        idx = np.flatnonzero(axis)
+        box.append(slice(int(idx[0]), int(idx[-1]) + 1))
+    return tuple(box)
+
+
+def _slab_parts(fn, a: np.ndarray) -> list:
+    step = max(1, (1 << 20) // (int(np.prod(a.shape[1:])) or 1))
+    return [fn(a[z : z + step]) for z in range(0, a.shape[0], step)]
+
+
+def foreground_sample(image: np.ndarray, label: np.ndarray, n_samples: int, *, seed: int = 1234, channel: int = 0):
+    """nnU-Net's per-case foreground intensity sample (``collect_foreground_intensities``).
+
+    ``image`` (z, y, x[, c]) in its own units, ``label`` (z, y, x). Returns a float32 array of
+    ``n_samples`` values, or ``[]`` when the case has no foreground inside the nonzero box.
+    """
+    if label.shape[:3] != image.shape[:3]:
+        raise RecipeError(f"label shape {label.shape} does not match image shape {image.shape[:3]} (z, y, x)")
+    box = nonzero_bbox(image)
+    fg = label[box] > 0
+    values = image[box] if image.ndim == 3 else image[box][..., channel]
+    pixels = values[fg].astype(np.float32)
+    if pixels.dtype.kind == "f" and np.isnan(pixels).any():
+        raise RecipeError("the image holds NaN voxels in the foreground; statistics would be meaningless")
+    rs = np.random.RandomState(seed)
+    if len(pixels) == 0:
+        return []
+    for _ in range(channel):  # nnU-Net draws channel by channel from one generator
+        rs.choice(pixels, n_samples, replace=True)
+    return rs.choice(pixels, n_samples, replace=True)
