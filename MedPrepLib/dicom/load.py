@@ -1,0 +1,463 @@
+"""Loading an image stack into a :class:`~MedPrepLib.volume.Volume` with exact geometry.
+
+Slices are sorted by ImagePositionPatient projected on the slice normal (never by file name
+or InstanceNumber). The volume's index axes are: i along the rows (ImageOrientationPatient
+row cosines), j along the columns, k along the normal ``row x col``, ordered by increasing
+position; the origin is the first slice's ImagePositionPatient (LPS mm). Values are the
+Modality LUT output ``stored * RescaleSlope + RescaleIntercept`` per slice (see
+:mod:`.pixels`); PixelPaddingValue is recorded in the metadata, not masked.
+
+Irregular stacks (gantry tilt, missing slices, uneven spacing; see :mod:`.regularize`)
+follow the geometry policy: ``"resample"`` (default) puts them on an orthogonal equidistant
+grid with a warning naming the numbers; ``"reject"`` raises :class:`GeometryError`.
+``regularize=False`` returns the raw stack instead, its exact (possibly sheared) geometry in
+``metadata["affine_lps"]`` and per-slice positions in ``metadata["slice_positions"]``.
+
+4D stacks become (z, y, x, t) volumes, time points last.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..errors import DicomError, GeometryError, InputError, SeriesSelectionError, UnsupportedDicomError
+from ..geometry import Geometry
+from ..progress import ProgressCallback, as_progress
+from ..volume import Volume
+from .group import POSITION_TOL_MM, stack_refs
+from .pixels import apply_modality_lut, read_frames_into, stored_dtype, tile_shape
+from .regularize import describe_problem, measure
+from .regularize import regularize as resample_onto_regular_grid
+from .stack import FileHeader, FrameGeometry, Skipped, Stack
+
+log = logging.getLogger(__name__)
+
+GEOMETRY_POLICIES = ("resample", "reject")
+
+
+@dataclass
+class _Slice:
+    header: FileHeader
+    frame: FrameGeometry
+    position: np.ndarray
+    distance: float
+    t_value: float | None
+
+
+def _check_policy(policy: str) -> None:
+    if policy not in GEOMETRY_POLICIES:
+        raise ValueError(f"geometry_policy must be one of {GEOMETRY_POLICIES}, got {policy!r}")
+
+
+def _names(paths: Sequence[str], limit: int = 4) -> str:
+    names = [os.path.basename(p) for p in paths]
+    if len(names) > limit:
+        return ", ".join(names[:limit]) + f" and {len(names) - limit} more"
+    return ", ".join(names)
+
+
+def _collect(stack: Stack) -> list[_Slice]:
+    """One entry per 2D slice (mosaic tiles expanded), with geometry checked."""
+    entries: list[tuple[FileHeader, FrameGeometry | None, float | None]] = []
+    for ref in stack_refs(stack):
+        t = ref.key_value(stack.temporal_key) if stack.temporal_key else None
+        if ref.header.is_mosaic:
+            if not ref.header.frames:
+                raise GeometryError(
+                    "Siemens mosaic without usable tile geometry (NumberOfImagesInMosaic, position, "
+                    "orientation or slice spacing missing); refusing to return the tile image as a volume",
+                    path=ref.header.path,
+                )
+            entries.extend((ref.header, f, t) for f in ref.header.frames)
+        else:
+            entries.append((ref.header, ref.frame, t))
+    missing = [h.path for h, f, _ in entries if f is None or f.position is None or f.orientation is None]
+    if missing:
+        raise GeometryError(
+            f"ImagePositionPatient or ImageOrientationPatient missing in {len(missing)} slice(s): {_names(missing)}",
+            path=os.path.dirname(missing[0]),
+            hint="the slices cannot be placed in space; MedPrep never assumes an identity geometry",
+        )
+    first = np.asarray(entries[0][1].orientation)
+    normal = np.cross(first[:3], first[3:])
+    norm = np.linalg.norm(normal)
+    if norm < 0.5:
+        raise GeometryError(
+            f"ImageOrientationPatient {tuple(first)} has non-orthogonal row and column directions",
+            path=entries[0][0].path,
+        )
+    normal /= norm
+    out = []
+    for h, f, t in entries:
+        if np.max(np.abs(np.asarray(f.orientation) - first)) > 1e-3:
+            raise GeometryError(
+                f"slices of one stack have different orientations ({_names([entries[0][0].path, h.path])})",
+                path=h.path,
+            )
+        p = np.asarray(f.position, dtype=np.float64)
+        out.append(_Slice(h, f, p, float(p @ normal), t))
+    return out
+
+
+def _spacing(slices: list[_Slice]) -> tuple[float, float]:
+    """(row spacing, column spacing) in mm, DICOM order; equal across slices."""
+    values = {s.frame.pixel_spacing for s in slices}
+    if None in values:
+        raise GeometryError(
+            "PixelSpacing missing", path=next(s.header.path for s in slices if s.frame.pixel_spacing is None)
+        )
+    first = slices[0].frame.pixel_spacing
+    for v in values:
+        if max(abs(v[0] - first[0]), abs(v[1] - first[1])) > 1e-4:
+            raise GeometryError(f"slices of one stack have different pixel spacings ({sorted(values)})")
+    return float(first[0]), float(first[1])
+
+
+def _order(slices: list[_Slice], n_t: int) -> list[list[_Slice]]:
+    """Slices grouped by position (sorted along the normal); each group sorted by time."""
+    slices = sorted(slices, key=lambda s: (s.distance, s.t_value if s.t_value is not None else 0.0, s.header.path))
+    groups: list[list[_Slice]] = []
+    for s in slices:
+        if groups and s.distance - groups[-1][0].distance <= POSITION_TOL_MM:
+            groups[-1].append(s)
+        else:
+            groups.append([s])
+    if n_t > 1:
+        bad = [g for g in groups if len(g) != n_t]
+        if bad:
+            raise GeometryError(
+                f"4D stack incomplete: {len(bad)} of {len(groups)} slice positions do not have {n_t} time points "
+                f"(e.g. {_names([s.header.path for s in bad[0]])})",
+                path=os.path.dirname(bad[0][0].header.path),
+            )
+        for g in groups:
+            g.sort(key=lambda s: (s.t_value, s.header.path))
+    return groups
+
+
+def _lut_params(s: _Slice) -> tuple[float, float]:
+    slope = s.frame.rescale_slope if s.frame.rescale_slope is not None else s.header.rescale_slope
+    intercept = s.frame.rescale_intercept if s.frame.rescale_intercept is not None else s.header.rescale_intercept
+    return (1.0 if slope is None else float(slope)), (0.0 if intercept is None else float(intercept))
+
+
+def _read_pixels(slots: list[_Slice], shape: tuple[int, int], progress) -> np.ndarray:
+    """Stored values of every slot into one preallocated (slots, rows, cols) buffer."""
+    dtypes = {stored_dtype(s.header) for s in slots}
+    dtype = np.result_type(*dtypes)
+    buf = np.empty((len(slots), *shape), dtype=dtype)
+    per_file: dict[str, list[tuple[int, int]]] = defaultdict(list)
+    headers: dict[str, FileHeader] = {}
+    for slot, s in enumerate(slots):
+        per_file[s.header.path].append((slot, s.frame.frame_index))
+        headers[s.header.path] = s.header
+    n = len(per_file)
+    for done, (path, items) in enumerate(per_file.items()):
+        h = headers[path]
+        if tile_shape(h) != shape:
+            raise DicomError(f"slice size {tile_shape(h)} differs from the stack's {shape}", path=path)
+        slots_, frames = [i for i, _ in items], [f for _, f in items]
+        contiguous = slots_ == list(range(slots_[0], slots_[0] + len(slots_)))
+        if contiguous and stored_dtype(h) == dtype:
+            read_frames_into(h, frames, buf[slots_[0] : slots_[0] + len(slots_)])
+        else:
+            tmp = np.empty((len(frames), *shape), dtype=stored_dtype(h))
+            read_frames_into(h, frames, tmp)
+            buf[slots_] = tmp
+        if progress is not None and (done % 16 == 0 or done == n - 1):
+            progress.update("reading pixels", (done + 1) / n)
+    return buf
+
+
+def _drop_duplicates(groups: list[list[_Slice]], buf: np.ndarray, warnings: list[str]) -> tuple[list[_Slice], np.ndarray]:
+    """3D only: positions holding several slices. Equal pixels -> keep one; else refuse."""
+    keep: list[int] = []
+    slots: list[_Slice] = []
+    slot = 0
+    for g in groups:
+        keep.append(slot)
+        slots.append(g[0])
+        for j in range(1, len(g)):
+            same_pixels = np.array_equal(buf[slot], buf[slot + j]) and _lut_params(g[0]) == _lut_params(g[j])
+            if not same_pixels:
+                raise DicomError(
+                    f"two slices at the same position ({g[0].distance:.3f} mm along the normal) have different "
+                    f"pixels and no echo or temporal key tells them apart: {_names([g[0].header.path, g[j].header.path])}",
+                    path=os.path.dirname(g[0].header.path),
+                    hint="remove one of the files or load them as separate series",
+                )
+            warnings.append(
+                f"dropped exact duplicate slice {os.path.basename(g[j].header.path)} "
+                f"(same position and pixels as {os.path.basename(g[0].header.path)})"
+            )
+        slot += len(g)
+    if len(keep) != buf.shape[0]:
+        buf = buf[keep]
+    return slots, buf
+
+
+def _air_value(array: np.ndarray) -> float:
+    """Value for voxels outside the data: the smallest value of the stack (air, background)."""
+    return float(array.min()) if array.size else 0.0
+
+
+def load_stack(
+    stack: Stack,
+    *,
+    geometry_policy: str = "resample",
+    progress: ProgressCallback | None = None,
+    regularize: bool = True,
+    relative_to: str | None = None,
+) -> Volume:
+    """Load one stack into a Volume (LPS, (z, y, x) or (z, y, x, t), values after Modality LUT).
+
+    Parameters
+    ----------
+    geometry_policy:
+        ``"resample"`` (default) regularizes tilted / unevenly spaced stacks onto an orthogonal
+        equidistant grid (warning in metadata); ``"reject"`` raises :class:`GeometryError`.
+    regularize:
+        ``False`` returns the raw stack whatever its geometry; ``metadata["affine_lps"]`` then
+        holds its exact index-to-LPS matrix (sheared for a tilt) when the positions lie on one.
+    relative_to:
+        Folder that provenance file names are relative to (default: the files' common folder).
+    """
+    _check_policy(geometry_policy)
+    prog = as_progress(progress)
+    slices = _collect(stack)
+    row_spacing, col_spacing = _spacing(slices)
+    groups = _order(slices, stack.n_timepoints)
+    warnings = list(stack.warnings)
+    n_t = stack.n_timepoints
+    first = slices[0].frame.orientation
+    row_dir, col_dir = np.array(first[:3], float), np.array(first[3:], float)
+    normal = np.cross(row_dir, col_dir)
+    normal /= np.linalg.norm(normal)
+    shape = tile_shape(slices[0].header)
+
+    slots = [s for g in groups for s in g]
+    buf = _read_pixels(slots, shape, prog.sub(0.0, 0.9))
+    if n_t == 1 and any(len(g) > 1 for g in groups):
+        slots, buf = _drop_duplicates(groups, buf, warnings)
+        groups = [[s] for s in slots]
+
+    slopes = np.array([_lut_params(s)[0] for s in slots])
+    intercepts = np.array([_lut_params(s)[1] for s in slots])
+    array = apply_modality_lut(buf, slopes, intercepts)
+    del buf
+    n_z = len(groups)
+    if n_t > 1:
+        array = np.ascontiguousarray(np.moveaxis(array.reshape(n_z, n_t, *shape), 1, -1))
+
+    positions = np.array([g[0].position for g in groups])
+    geo = measure(positions, normal)
+    names = [g[0].header.path for g in groups]
+    metadata: dict = {"warnings": warnings}
+    spacing_xy = (col_spacing, row_spacing)
+    if n_z == 1:
+        h, f = groups[0][0].header, groups[0][0].frame
+        thickness = f.slice_thickness or h.slice_thickness
+        dz = float(thickness) if thickness and thickness > 0 else 1.0
+        metadata["z_spacing_source"] = "SliceThickness" if thickness and thickness > 0 else "default 1.0 mm"
+        warnings.append(f"single slice: z spacing {dz:g} mm taken from {metadata['z_spacing_source']}")
+    else:
+        dz = geo.step
+        if dz <= 0:
+            raise GeometryError("slices do not advance along the slice normal", path=os.path.dirname(names[0]))
+    metadata["slice_positions"] = positions.tolist()
+    exact = np.eye(4)
+    exact[:3, 0], exact[:3, 1] = row_dir * col_spacing, col_dir * row_spacing
+    exact[:3, 2] = normal * dz + (geo.drift_per_step if n_z > 1 else 0.0)
+    exact[:3, 3] = positions[0]
+    regular = n_z == 1 or geo.regular
+    metadata["regular_geometry"] = bool(regular)
+    if not geo.uneven and not geo.irregular_drift:
+        metadata["affine_lps"] = exact.tolist()
+    regularized = False
+    if not regular:
+        problem = describe_problem(geo, names)
+        if regularize and geometry_policy == "reject":
+            raise GeometryError(
+                f"irregular slice geometry: {problem}",
+                path=os.path.dirname(names[0]),
+                hint="use geometry policy 'resample' to put the data on a regular grid",
+            )
+        if regularize:
+            air = _air_value(array)
+            array, dz = resample_onto_regular_grid(array, geo, row_dir, col_dir, spacing_xy, air)
+            warnings.append(
+                f"{problem}; resampled onto an orthogonal grid with {array.shape[0]} slices every {dz:.3f} mm "
+                f"(value {air:g} outside the acquired data)"
+            )
+            metadata["affine_lps"] = None
+            regularized = True
+        else:
+            warnings.append(f"{problem}; raw stack returned (geometry approximate, see affine_lps / slice_positions)")
+    metadata["regularized"] = regularized
+    geometry = Geometry(
+        size=(shape[1], shape[0], array.shape[0]),
+        spacing=(col_spacing, row_spacing, dz),
+        origin=tuple(positions[0]),
+        direction=np.column_stack([row_dir, col_dir, normal]),
+    )
+    if regularized:
+        metadata["affine_lps"] = geometry.affine_lps().tolist()
+    for w in warnings:
+        log.warning("%s: %s", stack.id, w)
+    metadata.update(_describe(stack, slots, slopes, intercepts, array, relative_to, geometry_policy, warnings))
+    prog.update("loading done", 1.0)
+    return Volume(array, geometry, metadata=metadata)
+
+
+def _describe(stack, slots, slopes, intercepts, array, relative_to, policy, warnings) -> dict:
+    paths = [s.header.path for s in slots]
+    root = relative_to or os.path.commonpath([os.path.dirname(os.path.abspath(p)) for p in paths])
+    instances = []
+    for s in slots:
+        item = {
+            "sop_instance_uid": s.header.sop_instance_uid,
+            "file": os.path.relpath(os.path.abspath(s.header.path), root),
+        }
+        if s.header.is_multiframe or s.header.is_mosaic:
+            item["frame"] = s.frame.frame_index
+        instances.append(item)
+    # Mosaic tiles share a file: list each file once, in order
+    if stack.kind == "mosaic":
+        seen, unique = set(), []
+        for it in instances:
+            if it["file"] not in seen:
+                seen.add(it["file"])
+                unique.append({k: v for k, v in it.items() if k != "frame"})
+        instances = unique
+    same = bool(np.all(slopes == slopes[0]) and np.all(intercepts == intercepts[0]))
+    rescale = {
+        "slope": float(slopes[0]) if same else slopes.tolist(),
+        "intercept": float(intercepts[0]) if same else intercepts.tolist(),
+        "varies_per_slice": not same,
+        "output_dtype": str(array.dtype),
+    }
+    padding = {s.header.pixel_padding_value for s in slots} - {None}
+    h0 = slots[0].header
+    meta = {
+        "stack_id": stack.id,
+        "series_instance_uid": stack.series_instance_uid,
+        "modality": stack.modality,
+        "series_description": stack.series_description,
+        "n_timepoints": stack.n_timepoints,
+        "temporal_key": stack.temporal_key,
+        "transfer_syntax_uid": h0.transfer_syntax_uid,
+        "pixel_padding_value": padding.pop() if len(padding) == 1 else (sorted(padding) or None),
+        "values": "stored * RescaleSlope + RescaleIntercept (padding not masked)",
+    }
+    meta["provenance"] = {
+        "source_instances": instances,
+        "rescale": rescale,
+        "geometry_policy": policy,
+        "warnings": list(warnings),
+    }
+    return meta
+
+
+# ----------------------------------------------------------------------------- entry points
+def _select(stacks: list[Stack], skipped: list[Skipped], series: str | None, where: str) -> Stack:
+    if not stacks:
+        reasons = defaultdict(int)
+        for s in skipped:
+            reasons[s.reason] += 1
+        detail = ", ".join(f"{n} {r}" for r, n in sorted(reasons.items())) or "no files"
+        raise SeriesSelectionError(f"no loadable image stack found (skipped: {detail})", path=where)
+    if series is not None:
+        matches = [s for s in stacks if s.id == series] or [s for s in stacks if s.series_instance_uid == series]
+        if len(matches) == 1:
+            return matches[0]
+        if not matches:
+            raise SeriesSelectionError(
+                f"no stack with id {series!r}; available: {', '.join(s.id for s in stacks)}", path=where
+            )
+        raise SeriesSelectionError(
+            f"series {series!r} holds {len(matches)} stacks; choose one id: {', '.join(s.id for s in matches)}",
+            path=where,
+        )
+    if len(stacks) > 1:
+        listing = "; ".join(
+            f"{s.id} ({s.modality} #{s.series_number} {s.series_description!r}, {len(s.headers)} files)".replace(
+                "#None ", ""
+            )
+            for s in stacks
+        )
+        raise SeriesSelectionError(f"{len(stacks)} image stacks found, choose one with --series: {listing}", path=where)
+    return stacks[0]
+
+
+def load_files(
+    paths: Sequence[str | os.PathLike],
+    *,
+    series: str | None = None,
+    geometry_policy: str = "resample",
+    progress: ProgressCallback | None = None,
+    regularize: bool = True,
+    relative_to: str | None = None,
+) -> Volume:
+    """Read, group and load DICOM files; ``series`` (a stack id or SeriesInstanceUID) selects
+    one stack when they hold several (else :class:`SeriesSelectionError` lists the ids)."""
+    from .scan import scan_files
+
+    _check_policy(geometry_policy)
+    prog = as_progress(progress)
+    paths = [os.path.abspath(os.fspath(p)) for p in paths]
+    result = scan_files(paths, cache=False, progress=prog.sub(0.0, 0.3))
+    where = relative_to or (os.path.commonpath(paths) if paths else ".")
+    stack = _select(result.stacks, result.skipped, series, where)
+    volume = load_stack(
+        stack,
+        geometry_policy=geometry_policy,
+        progress=prog.sub(0.3, 1.0),
+        regularize=regularize,
+        relative_to=relative_to or (where if os.path.isdir(where) else os.path.dirname(where)),
+    )
+    return volume
+
+
+def _all_files(folder: str) -> list[str]:
+    out = []
+    for root, dirs, files in os.walk(folder):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        out.extend(os.path.join(root, f) for f in sorted(files) if not f.startswith("."))
+    return out
+
+
+def load_path(
+    input: str | os.PathLike,
+    series: str | None = None,
+    *,
+    geometry_policy: str = "resample",
+    progress: ProgressCallback | None = None,
+) -> Volume:
+    """A volume from a DICOM folder, a single DICOM file, or an image file (NIfTI, NRRD, MHA...)."""
+    from ..imageio import is_image_file, read_image
+    from .header import SkipFile, read_header
+
+    _check_policy(geometry_policy)
+    path = os.path.abspath(os.fspath(input))
+    if os.path.isdir(path):
+        files = _all_files(path)
+        if not files:
+            raise InputError("the folder holds no files", path=path)
+        return load_files(files, series=series, geometry_policy=geometry_policy, progress=progress, relative_to=path)
+    if not os.path.isfile(path):
+        raise InputError("no such file or folder", path=path)
+    if is_image_file(path):
+        return read_image(path)
+    try:
+        read_header(path)
+    except SkipFile as exc:
+        if exc.reason == "not_dicom":
+            return read_image(path)
+        raise UnsupportedDicomError(f"not loadable as an image: {exc.skipped.detail} ({exc.reason})", path=path) from None
+    return load_files([path], series=series, geometry_policy=geometry_policy, progress=progress)
