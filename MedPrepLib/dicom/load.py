@@ -175,7 +175,9 @@ def _read_pixels(slots: list[_Slice], shape: tuple[int, int], progress) -> np.nd
     return buf
 
 
-def _drop_duplicates(groups: list[list[_Slice]], buf: np.ndarray, warnings: list[str]) -> tuple[list[_Slice], np.ndarray]:
+def _drop_duplicates(
+    groups: list[list[_Slice]], buf: np.ndarray, warnings: list[str]
+) -> tuple[list[_Slice], np.ndarray]:
     """3D only: positions holding several slices. Equal pixels -> keep one; else refuse."""
     keep: list[int] = []
     slots: list[_Slice] = []
@@ -280,6 +282,7 @@ def load_stack(
     if not geo.uneven and not geo.irregular_drift:
         metadata["affine_lps"] = exact.tolist()
     regularized = False
+    origin = positions[0]
     if not regular:
         problem = describe_problem(geo, names)
         if regularize and geometry_policy == "reject":
@@ -290,7 +293,9 @@ def load_stack(
             )
         if regularize:
             air = _air_value(array)
-            array, dz = resample_onto_regular_grid(array, geo, row_dir, col_dir, spacing_xy, air)
+            array, dz, (ox, oy) = resample_onto_regular_grid(array, geo, row_dir, col_dir, spacing_xy, air)
+            origin = positions[0] + ox * col_spacing * row_dir + oy * row_spacing * col_dir
+            shape = array.shape[1:3]
             warnings.append(
                 f"{problem}; resampled onto an orthogonal grid with {array.shape[0]} slices every {dz:.3f} mm "
                 f"(value {air:g} outside the acquired data)"
@@ -303,7 +308,7 @@ def load_stack(
     geometry = Geometry(
         size=(shape[1], shape[0], array.shape[0]),
         spacing=(col_spacing, row_spacing, dz),
-        origin=tuple(positions[0]),
+        origin=tuple(origin),
         direction=np.column_stack([row_dir, col_dir, normal]),
     )
     if regularized:
@@ -459,5 +464,7 @@ def load_path(
     except SkipFile as exc:
         if exc.reason == "not_dicom":
             return read_image(path)
-        raise UnsupportedDicomError(f"not loadable as an image: {exc.skipped.detail} ({exc.reason})", path=path) from None
+        raise UnsupportedDicomError(
+            f"not loadable as an image: {exc.skipped.detail} ({exc.reason})", path=path
+        ) from None
     return load_files([path], series=series, geometry_policy=geometry_policy, progress=progress)

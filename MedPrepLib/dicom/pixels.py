@@ -98,7 +98,9 @@ def _read_dataset(h: FileHeader):
     try:
         return pydicom.dcmread(h.path, force=True)
     except Exception as exc:
-        raise DicomError(f"cannot read the file again for its pixels ({type(exc).__name__}: {exc})", path=h.path) from exc
+        raise DicomError(
+            f"cannot read the file again for its pixels ({type(exc).__name__}: {exc})", path=h.path
+        ) from exc
 
 
 def read_frames_into(h: FileHeader, frames: list[int], out: np.ndarray) -> None:

@@ -124,33 +124,40 @@ def regularize(
     col_dir: np.ndarray,
     spacing_xy: tuple[float, float],
     air: float,
-) -> tuple[np.ndarray, float]:
-    """Resample a (z, y, x[, t]) stack onto the orthogonal, equidistant grid of its first slice.
+) -> tuple[np.ndarray, float, tuple[int, int]]:
+    """Resample a (z, y, x[, t]) stack onto an orthogonal, equidistant grid aligned with its first slice.
 
-    ``spacing_xy`` is (column spacing, row spacing) in mm. Returns the new array (same dtype,
-    rounded when integer) and its slice step in mm. The grid keeps the first slice's position
-    and in-plane extent; the slice axis is the normal and spans the same distance.
+    ``spacing_xy`` is (column spacing, row spacing) in mm. The in-plane field of view grows so
+    that no acquired voxel is lost (the sideways drift of a tilt widens it). Returns the new
+    array (same dtype, rounded when integer), its slice step in mm, and the (x, y) index of the
+    first slice's first pixel in the new grid's *negative* offset: the new origin is
+    ``P_0 + offset_x * col_spacing * row_dir + offset_y * row_spacing * col_dir`` (offsets <= 0).
     """
     from scipy import ndimage
 
     shifts_x = g.drifts @ row_dir / spacing_xy[0]
     shifts_y = g.drifts @ col_dir / spacing_xy[1]
+    ox, oy = int(math.floor(shifts_x.min() + 1e-6)), int(math.floor(shifts_y.min() + 1e-6))
+    ex, ey = int(math.ceil(shifts_x.max() - 1e-6)), int(math.ceil(shifts_y.max() - 1e-6))
+    ny, nx = array.shape[1], array.shape[2]
+    out_ny, out_nx = ny + ey - oy, nx + ex - ox
     dz = target_step(g)
     n_out = int(round(g.distances[-1] / dz)) + 1 if dz > 0 else 1
     if n_out > 1:
         dz = float(g.distances[-1] / (n_out - 1))
     z_out = np.arange(n_out) * dz
     extra = array.shape[3:]
-    out = np.empty((n_out, *array.shape[1:3], *extra), dtype=array.dtype)
+    out = np.empty((n_out, out_ny, out_nx, *extra), dtype=array.dtype)
     is_int = np.issubdtype(array.dtype, np.integer)
 
     def shifted(k: int) -> np.ndarray:
-        src = array[k].astype(np.float32)
-        if abs(shifts_x[k]) < 1e-6 and abs(shifts_y[k]) < 1e-6:
-            return src
-        if src.ndim == 3:  # (y, x, t)
-            return ndimage.shift(src, (shifts_y[k], shifts_x[k], 0), order=1, mode="constant", cval=air)
-        return ndimage.shift(src, (shifts_y[k], shifts_x[k]), order=1, mode="constant", cval=air)
+        canvas = np.full((out_ny, out_nx, *extra), air, dtype=np.float32)
+        canvas[-oy : -oy + ny, -ox : -ox + nx] = array[k]
+        sx, sy = shifts_x[k], shifts_y[k]
+        if abs(sx) < 1e-6 and abs(sy) < 1e-6:
+            return canvas
+        shift = (sy, sx, 0) if extra else (sy, sx)
+        return ndimage.shift(canvas, shift, order=1, mode="constant", cval=air)
 
     cache: dict[int, np.ndarray] = {}
 
@@ -170,4 +177,4 @@ def regularize(
             w = (z - d[k]) / (d[k + 1] - d[k])
             value = (1 - w) * get(k) + w * get(k + 1)
         out[i] = np.rint(value) if is_int else value
-    return out, dz
+    return out, dz, (ox, oy)
