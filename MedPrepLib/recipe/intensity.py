@@ -201,16 +201,11 @@ class PadToAir(Step):
         def fn(src, dst):
             if src is not dst:
                 np.copyto(dst, src)
-            n = 0
-            if self.out_of_field:
-                m = src <= self.threshold
-                n += int(np.count_nonzero(m))
-                np.copyto(dst, air, where=m)
+            m = src <= self.threshold if self.out_of_field else np.zeros(src.shape, bool)
             if pad is not None:
-                m = src == pad
-                np.copyto(dst, air, where=m)
-                n += int(np.count_nonzero(m))
-            return n
+                m |= src == pad
+            np.copyto(dst, air, where=m)
+            return int(np.count_nonzero(m))
 
         replaced = sum(blockwise(fn, a, out))
         record = {"padding_value": None if pad is None else float(pad), "voxels_set_to_air": replaced}
