@@ -15,7 +15,6 @@ from pathlib import Path
 from ..errors import InputError, OutputExistsError
 from ..imageio import image_suffix, is_image_file, read_image, write_image
 from ..recipe import Recipe, load_statistics, run_recipe, write_json
-from ..volume import Volume
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +88,9 @@ def run(args) -> int:
             hint="a label must be on its image's grid",
         )
     if label is not None:
-        label = Volume(label.array, image.geometry, metadata=label.metadata)  # snap float noise
+        # Snap the label onto the image's grid (float noise of file headers). Rebuilding a Volume
+        # around label.array would drop the SimpleITK image that owns that buffer.
+        label.geometry = image.geometry
 
     result = run_recipe(recipe, image, label, statistics=statistics, seed=args.seed)
     write_image(result.image, outputs[0], overwrite=args.overwrite)
