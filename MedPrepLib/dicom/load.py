@@ -390,14 +390,21 @@ def _select(stacks: list[Stack], skipped: list[Skipped], series: str | None, whe
             path=where,
         )
     if len(stacks) > 1:
-        listing = "; ".join(
-            f"{s.id} ({s.modality} #{s.series_number} {s.series_description!r}, {len(s.headers)} files)".replace(
-                "#None ", ""
-            )
-            for s in stacks
-        )
+        listing = "; ".join(f"{s.id} ({_stack_label(s)})" for s in stacks)
         raise SeriesSelectionError(f"{len(stacks)} image stacks found, choose one with --series: {listing}", path=where)
     return stacks[0]
+
+
+def _stack_label(s: Stack) -> str:
+    parts = [s.modality or "?"]
+    if s.series_number is not None:
+        parts.append(f"series {s.series_number}")
+    if s.series_description:
+        parts.append(repr(s.series_description))
+    if s.split_key:
+        parts.append(", ".join(f"{k} {v}" for k, v in sorted(s.split_key.items())))
+    parts.append(f"{len(s.headers)} files" + (f", {s.n_timepoints} time points" if s.n_timepoints > 1 else ""))
+    return ", ".join(parts)
 
 
 def load_files(

@@ -1,0 +1,93 @@
+"""``medprep convert INPUT OUTPUT [--series ID] [--geometry-policy resample|reject] [--overwrite]``.
+
+INPUT is a DICOM folder, a DICOM file or any image file MedPrep reads; OUTPUT is .nii.gz,
+.nii, .nrrd or .mha. Values are written faithfully (stored x slope + intercept, padding not
+masked). A 4D stack becomes a 4D NIfTI (x, y, z, t) or a vector image in NRRD/MHA. Errors
+leave no OUTPUT behind (writes go to a temporary name in the same folder, then rename).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import InputError, OutputExistsError
+
+OUTPUT_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".mha")
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser(
+        "convert",
+        help="convert a DICOM series (folder or file) or an image file to NIfTI / NRRD / MHA",
+        description="Load one image stack with exact geometry and write it. A folder with several "
+        "stacks needs --series (the error lists the ids; `medprep scan DIR` shows them too).",
+    )
+    p.add_argument("input", help="DICOM folder, DICOM file, or image file (.nii, .nii.gz, .nrrd, .mha, ...)")
+    p.add_argument("output", help="output image: .nii.gz, .nii, .nrrd or .mha")
+    p.add_argument("--series", default=None, help="stack id (from `medprep scan`) or SeriesInstanceUID to convert")
+    p.add_argument(
+        "--geometry-policy",
+        choices=("resample", "reject"),
+        default="resample",
+        help="tilted or unevenly spaced stacks: resample onto a regular grid (default) or refuse",
+    )
+    p.add_argument("--overwrite", action="store_true", help="replace OUTPUT if it exists")
+    p.set_defaults(func=run)
+
+
+def _output_suffix(path: str) -> str:
+    name = path.lower()
+    for suffix in OUTPUT_SUFFIXES:
+        if name.endswith(suffix):
+            return suffix
+    raise InputError("unsupported output format", path=path, hint="name the output .nii.gz, .nii, .nrrd or .mha")
+
+
+def _write_4d_nifti(volume, path: Path) -> None:
+    """A (z, y, x, t) volume as a 4D NIfTI (x, y, z, t), written atomically."""
+    import SimpleITK as sitk
+
+    array = np.ascontiguousarray(np.moveaxis(volume.array, 3, 0))  # (t, z, y, x)
+    image = sitk.GetImageFromArray(array, isVector=False)
+    g = volume.geometry
+    direction = np.eye(4)
+    direction[:3, :3] = g.direction
+    image.SetSpacing((*g.spacing, 1.0))
+    image.SetOrigin((*g.origin, 0.0))
+    image.SetDirection(tuple(direction.ravel()))
+    tmpdir = Path(tempfile.mkdtemp(prefix=".medprep-", dir=path.parent))
+    try:
+        tmp = tmpdir / path.name
+        sitk.WriteImage(image, str(tmp), path.name.lower().endswith(".gz"))
+        os.replace(tmp, path)
+    finally:
+        shutil.rmtree(tmpdir, ignore_errors=True)
+
+
+def run(args) -> int:
+    from ..dicom.load import load_path
+    from ..imageio import write_image
+
+    output = Path(args.output)
+    suffix = _output_suffix(args.output)
+    if output.exists() and not args.overwrite:
+        raise OutputExistsError("output exists", path=output, hint="pass --overwrite to replace it")
+    parent = output.parent if str(output.parent) else Path(".")
+    if not parent.is_dir():
+        raise InputError("output folder does not exist", path=parent)
+    if not os.path.exists(args.input):
+        raise InputError("no such file or folder", path=args.input)
+    volume = load_path(args.input, args.series, geometry_policy=args.geometry_policy)
+    if volume.array.ndim == 4 and suffix in (".nii", ".nii.gz"):
+        _write_4d_nifti(volume, output)
+    else:
+        write_image(volume, output, overwrite=args.overwrite)
+    g = volume.geometry
+    shape = " x ".join(str(s) for s in g.size) + (f" x {volume.array.shape[3]}" if volume.array.ndim == 4 else "")
+    print(f"wrote {output} ({shape}, spacing {', '.join(f'{s:.4g}' for s in g.spacing)} mm, {volume.dtype})")
+    return 0

@@ -1,0 +1,205 @@
+"""Synthetic DICOM series for tests and demos (pydicom 2.4 and 3.x), with no patient identity.
+
+``write_ct_series`` writes a small single-frame CT series slice by slice; its keyword arguments
+produce the usual difficulties (gantry tilt, a missing slice, rescale, BitsStored, padding).
+``write_slice`` writes one file from explicit attributes, for anything more unusual.
+
+Stored values are deterministic: ``expected_stored(k, rows, cols)`` gives slice k's pixels,
+so a test can check loaded values (``stored * slope + intercept``) exactly.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+EXPLICIT_VR_LE = "1.2.840.10008.1.2.1"
+CT_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.2"
+MR_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.4"
+
+
+def new_uid() -> str:
+    from pydicom.uid import generate_uid
+
+    return str(generate_uid())
+
+
+def expected_stored(k: int, rows: int, cols: int, *, bits_stored: int = 12) -> np.ndarray:
+    """Stored values of slice ``k`` as written by :func:`write_ct_series` (uint16/int16 range)."""
+    j, i = np.mgrid[0:rows, 0:cols]
+    values = (37 * k + 3 * j + 5 * i) % (1 << bits_stored)
+    return values.astype(np.int64)
+
+
+def _is_pydicom2() -> bool:
+    import pydicom
+
+    return pydicom.__version__.startswith("2.")
+
+
+def save(ds, path: str | os.PathLike) -> Path:
+    """Write a dataset as a DICOM Part 10 file (preamble, file meta), any pydicom version."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    ts = str(ds.file_meta.TransferSyntaxUID)
+    if _is_pydicom2():
+        ds.is_little_endian = ts != "1.2.840.10008.1.2.2"
+        ds.is_implicit_VR = ts == "1.2.840.10008.1.2"
+        ds.save_as(str(path), write_like_original=False)
+    else:
+        ds.save_as(str(path), enforce_file_format=True)
+    return path
+
+
+def write_slice(
+    path: str | os.PathLike,
+    pixels: np.ndarray,
+    *,
+    position: Sequence[float] | None,
+    orientation: Sequence[float] | None = (1, 0, 0, 0, 1, 0),
+    pixel_spacing: Sequence[float] = (0.7, 0.7),
+    series_uid: str,
+    study_uid: str = "1.2.826.0.1.3680043.8.498.1",
+    sop_uid: str | None = None,
+    modality: str = "CT",
+    sop_class: str | None = None,
+    bits_stored: int = 12,
+    signed: bool = False,
+    rescale: tuple[float, float] | None = (1.0, -1024.0),
+    slice_thickness: float = 2.5,
+    instance_number: int = 1,
+    image_type: Sequence[str] = ("ORIGINAL", "PRIMARY", "AXIAL"),
+    photometric: str = "MONOCHROME2",
+    **attributes,
+) -> Path:
+    """Write one single-frame image; ``pixels`` are stored values, (rows, cols) or (rows, cols, 3)."""
+    from pydicom.dataset import Dataset, FileDataset, FileMetaDataset
+
+    sop_uid = sop_uid or new_uid()
+    sop_class = sop_class or (CT_IMAGE_STORAGE if modality == "CT" else MR_IMAGE_STORAGE)
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = sop_class
+    meta.MediaStorageSOPInstanceUID = sop_uid
+    meta.TransferSyntaxUID = EXPLICIT_VR_LE
+    meta.ImplementationClassUID = "1.2.826.0.1.3680043.8.498.2"
+    ds = FileDataset(str(path), Dataset(), file_meta=meta, preamble=b"\0" * 128)
+    ds.SOPClassUID = sop_class
+    ds.SOPInstanceUID = sop_uid
+    ds.StudyInstanceUID = study_uid
+    ds.SeriesInstanceUID = series_uid
+    ds.Modality = modality
+    ds.PatientName = "Synthetic^Phantom"
+    ds.PatientID = "SYNTH-0001"
+    ds.SeriesNumber = 1
+    ds.InstanceNumber = instance_number
+    ds.ImageType = list(image_type)
+    if position is not None:
+        ds.ImagePositionPatient = [f"{v:.6f}" for v in position]
+    if orientation is not None:
+        ds.ImageOrientationPatient = [f"{v:.8f}" for v in orientation]
+    ds.PixelSpacing = [f"{v:g}" for v in pixel_spacing]
+    ds.SliceThickness = f"{slice_thickness:g}"
+    if rescale is not None:
+        ds.RescaleSlope = f"{rescale[0]:g}"
+        ds.RescaleIntercept = f"{rescale[1]:g}"
+    colour = pixels.ndim == 3
+    ds.SamplesPerPixel = 3 if colour else 1
+    ds.PhotometricInterpretation = "RGB" if colour else photometric
+    if colour:
+        ds.PlanarConfiguration = 0
+    ds.Rows, ds.Columns = int(pixels.shape[0]), int(pixels.shape[1])
+    ds.BitsAllocated = 8 if colour else 16
+    ds.BitsStored = 8 if colour else bits_stored
+    ds.HighBit = ds.BitsStored - 1
+    ds.PixelRepresentation = 1 if signed and not colour else 0
+    for key, value in attributes.items():
+        setattr(ds, key, value)
+    dtype = np.uint8 if colour else (np.int16 if signed else np.uint16)
+    ds.PixelData = np.ascontiguousarray(pixels.astype(dtype)).tobytes()
+    return save(ds, path)
+
+
+def series_positions(
+    n_slices: int,
+    *,
+    step: float = 2.5,
+    origin: Sequence[float] = (-11.0, -11.0, 0.0),
+    tilt_deg: float = 0.0,
+    gap_after: int | None = None,
+) -> tuple[np.ndarray, tuple[float, ...]]:
+    """Slice positions (n, 3) and ImageOrientationPatient of a CT series.
+
+    The table moves along +z (LPS superior) by ``step`` mm per slice. With ``tilt_deg`` the
+    gantry is tilted about the left-right axis: the column direction leans, the positions
+    still step along z, so the stack is sheared (as scanners write tilted CT). With
+    ``gap_after=k`` the slice after index k is missing (the step there is doubled).
+    """
+    t = math.radians(tilt_deg)
+    orientation = (1.0, 0.0, 0.0, 0.0, math.cos(t), -math.sin(t))
+    z = []
+    pos = 0.0
+    for k in range(n_slices):
+        z.append(pos)
+        pos += step * (2 if gap_after is not None and k == gap_after else 1)
+    positions = np.array([[origin[0], origin[1], origin[2] + dz] for dz in z])
+    return positions, orientation
+
+
+def write_ct_series(
+    folder: str | os.PathLike,
+    n_slices: int = 5,
+    *,
+    rows: int = 24,
+    cols: int = 32,
+    step: float = 2.5,
+    pixel_spacing: Sequence[float] = (0.7, 0.8),
+    origin: Sequence[float] = (-11.0, -11.0, 0.0),
+    tilt_deg: float = 0.0,
+    gap_after: int | None = None,
+    rescale: tuple[float, float] | None = (1.0, -1024.0),
+    bits_stored: int = 12,
+    signed: bool = False,
+    series_uid: str | None = None,
+    prefix: str = "IM",
+    shuffle_names: bool = True,
+    **attributes,
+) -> list[Path]:
+    """Write a synthetic CT series, one file per slice, and return the paths (slice order).
+
+    File names are deliberately not in slice order when ``shuffle_names`` (the loader must
+    sort geometrically). Stored values come from :func:`expected_stored`. Extra keyword
+    arguments become DICOM attributes of every slice (``PixelPaddingValue=...``).
+    """
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    series_uid = series_uid or new_uid()
+    positions, orientation = series_positions(
+        n_slices, step=step, origin=origin, tilt_deg=tilt_deg, gap_after=gap_after
+    )
+    order = list(range(n_slices))
+    if shuffle_names:
+        order = order[1::2] + order[0::2]
+    paths = [None] * n_slices
+    for name_index, k in enumerate(order):
+        stored = expected_stored(k, rows, cols, bits_stored=bits_stored)
+        if signed:
+            stored = stored - (1 << (bits_stored - 1)) // 2
+        paths[k] = write_slice(
+            folder / f"{prefix}{name_index:04d}.dcm",
+            stored,
+            position=positions[k],
+            orientation=orientation,
+            pixel_spacing=pixel_spacing,
+            series_uid=series_uid,
+            bits_stored=bits_stored,
+            signed=signed,
+            rescale=rescale,
+            slice_thickness=step,
+            instance_number=n_slices - k,  # reversed on purpose: never sort by InstanceNumber
+            **attributes,
+        )
+    return paths
