@@ -145,7 +145,7 @@ class Volume:
         geometry = Geometry.from_sitk(image)
         if copy:
             return cls(sitk.GetArrayFromImage(image), geometry, metadata=metadata)
-        return cls(sitk.GetArrayViewFromImage(image), geometry, metadata=metadata, _owner=image)
+        return cls(_view_keeping(sitk.GetArrayViewFromImage(image), image), geometry, metadata=metadata, _owner=image)
 
     def to_sitk(self):
         """A SimpleITK image with these voxels and geometry (a copy; (z, y, x, c) -> vector)."""
@@ -157,3 +157,18 @@ class Volume:
         image = sitk.GetImageFromArray(np.ascontiguousarray(array), isVector=array.ndim == 4)
         self.geometry.apply_to_sitk(image)
         return image
+
+
+class _BufferKeeper:
+    """Exposes an array's buffer while holding its owner, so ``np.asarray`` of it keeps the owner alive."""
+
+    def __init__(self, array: np.ndarray, owner: Any):
+        self.__array_interface__ = array.__array_interface__
+        self._array = array
+        self._owner = owner
+
+
+def _view_keeping(array: np.ndarray, owner: Any) -> np.ndarray:
+    """The same view, but one whose ``.base`` chain holds ``owner`` (SimpleITK's views do not:
+    ``read_image(path).array`` would otherwise point into freed memory once the Volume is gone)."""
+    return np.asarray(_BufferKeeper(array, owner))
