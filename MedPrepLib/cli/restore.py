@@ -1,0 +1,58 @@
+"""``medprep restore PRED OUTPUT --provenance FILE``: a prediction back onto the original grid.
+
+PRED is a label map predicted on an image written by ``medprep preprocess``; FILE is that run's
+provenance JSON. The geometric steps (crop/pad, reorientation, resampling) are undone in reverse
+order with nearest neighbour, so OUTPUT lies on the original image's grid. OUTPUT is never
+overwritten without ``--overwrite``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+from ..errors import InputError, OutputExistsError, RecipeError
+from ..imageio import read_image, write_image
+from ..recipe.invert import restore_label
+
+log = logging.getLogger(__name__)
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser(
+        "restore",
+        help="map a label map predicted in preprocessed space back onto the original image grid",
+        description="Undo the geometric steps of a preprocessing run (crop/pad, reorientation, resampling) "
+        "on a predicted label map, using the provenance JSON that medprep preprocess wrote.",
+    )
+    p.add_argument("pred", help="predicted label map on the preprocessed grid (.nii.gz, .nrrd, .mha, ...)")
+    p.add_argument("output", help="where to write the label map on the original grid")
+    p.add_argument("--provenance", required=True, help="provenance JSON written by medprep preprocess")
+    p.add_argument("--overwrite", action="store_true", help="replace OUTPUT if it exists")
+    p.set_defaults(func=run)
+
+
+def read_provenance(path: str | Path) -> dict:
+    path = Path(path)
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise InputError("provenance file not found", path=path) from None
+    except json.JSONDecodeError as exc:
+        raise RecipeError(f"not valid JSON: {exc.msg} at line {exc.lineno}", path=path) from None
+
+
+def run(args) -> int:
+    output = Path(args.output)
+    if output.exists() and not args.overwrite:
+        raise OutputExistsError("output exists", path=output, hint="choose another name or pass --overwrite")
+    provenance = read_provenance(args.provenance)
+    pred = read_image(args.pred)
+    try:
+        restored = restore_label(pred, provenance)
+    except RecipeError as exc:
+        raise RecipeError(exc.message, path=exc.path or args.pred, hint=exc.hint) from None
+    write_image(restored, output, overwrite=args.overwrite)
+    log.info("wrote %s", output)
+    return 0

@@ -1,0 +1,275 @@
+"""Recipe steps that cut or extend the grid without interpolation: crop_body, crop_nonzero,
+crop_label and pad_crop.
+
+Every step here chooses a *box* on the input's voxel grid — ``start`` (the input index, (x, y, z),
+of the output's first voxel; negative where padding is added) and ``size`` (voxels, (x, y, z)) —
+and copies the overlap. The output origin is the physical position (LPS mm) of input index
+``start``, spacing and direction are unchanged, so every kept voxel keeps its physical position.
+Labels are cut with the same box and padded with 0. Undoing puts the label back into an input-
+sized grid of zeros — exact inside the box.
+
+* ``crop_body``: ``threshold_hu`` (default -500 HU) and ``margin_mm`` (default 10 mm). The body is
+  the largest 6-connected component of voxels above the threshold (so the table and air are
+  dropped); the box is its bounding box grown by ``margin_mm`` on each side (``ceil(margin /
+  spacing)`` voxels per axis), clipped to the image. Needs an image in HU (put it before
+  windowing or normalisation); multi-channel images use channel 0.
+* ``crop_nonzero``: bounding box of voxels != 0 in any channel, plus ``margin_mm`` (default 0).
+* ``crop_label``: bounding box of label voxels != 0, plus ``margin_mm`` (default 0); needs a label.
+* ``pad_crop``: a fixed ``shape`` [x, y, z] in voxels: each axis is cropped or padded, centred
+  (``"mode": "center"``, default; an odd difference leaves the extra voxel at the high end) or at
+  a random offset (``"mode": "random"``, drawn from the run's seed). ``pad_value``: a number, or
+  "auto" (default): -1000 (air) for a CT still in HU (modality CT and minimum <= -1000), otherwise
+  the image minimum.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ..errors import RecipeError
+from ..geometry import Geometry
+from ..volume import Volume
+from .base import Params, RunContext, Step, param_error, register
+
+
+# -- the box operation ---------------------------------------------------------------------------
+def box_geometry(geometry: Geometry, start, size) -> Geometry:
+    """The grid of the box ``start``/``size`` (input voxel index / voxels, (x, y, z))."""
+    origin = geometry.index_to_physical(np.asarray(start, float))
+    return geometry.replace(size=tuple(int(s) for s in size), origin=tuple(origin))
+
+
+def cut_box(array: np.ndarray, start, size, pad_value) -> np.ndarray:
+    """The (z, y, x[, c]) block of ``array`` at ``start``/``size`` ((x, y, z)), padded with ``pad_value``."""
+    start = np.asarray(start, int)
+    size = np.asarray(size, int)
+    n = np.array(array.shape[:3][::-1])
+    lo = np.maximum(start, 0)
+    hi = np.minimum(start + size, n)
+    src = tuple(slice(lo[a], hi[a]) for a in (2, 1, 0))
+    if np.all(lo == start) and np.all(hi == start + size):
+        return np.ascontiguousarray(array[src])
+    out = np.full(tuple(size[::-1]) + array.shape[3:], pad_value, dtype=array.dtype)
+    if np.all(hi > lo):
+        dst = tuple(slice(lo[a] - start[a], hi[a] - start[a]) for a in (2, 1, 0))
+        out[dst] = array[src]
+    return out
+
+
+def uncut_box(array: np.ndarray, start, input_size, fill=0) -> np.ndarray:
+    """Inverse of :func:`cut_box`: place the box back into a ``fill`` array of ``input_size`` (x, y, z)."""
+    return cut_box(array, -np.asarray(start, int), input_size, fill)
+
+
+class _BoxStep(Step):
+    """Shared apply/invert of the box steps; subclasses implement :meth:`box`."""
+
+    geometric = True
+
+    def box(self, image: Volume, label: Volume | None, ctx: RunContext, where: str) -> tuple[np.ndarray, np.ndarray]:
+        raise NotImplementedError
+
+    def pad_value(self, image: Volume) -> float:
+        return 0
+
+    def apply(self, image: Volume, label: Volume | None, ctx: RunContext) -> tuple[Volume, Volume | None, dict]:
+        where = getattr(ctx, "where", f"step ({self.op})")
+        start, size = self.box(image, label, ctx, where)
+        start = [int(v) for v in start]
+        size = [int(v) for v in size]
+        padding = any(s < 0 for s in start) or any(s + n > m for s, n, m in zip(start, size, image.geometry.size))
+        pad = self.pad_value(image) if padding else None
+        geometry = box_geometry(image.geometry, start, size)
+        out_image = Volume(cut_box(image.array, start, size, pad if pad is not None else 0), geometry, metadata=image.metadata)
+        out_label = None
+        if label is not None:
+            out_label = Volume(cut_box(label.array, start, size, 0), geometry, metadata=label.metadata)
+        record = {
+            "input_geometry": image.geometry.to_dict(),
+            "output_geometry": geometry.to_dict(),
+            "box": {"start": start, "size": size},
+            "pad_value": pad,
+        }
+        return out_image, out_label, record
+
+    def invert_label(self, label: Volume, record: dict) -> Volume:
+        """The label put back at its place in a zero label map on the recorded input grid."""
+        source = Geometry.from_dict(record["input_geometry"])
+        array = uncut_box(label.array, record["box"]["start"], source.size, 0)
+        return Volume(array, source, metadata=label.metadata)
+
+
+def _bounding_box(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """(lo, hi) inclusive voxel indices, (x, y, z), of the True voxels of a (z, y, x) mask."""
+    lo, hi = [], []
+    for axis in (2, 1, 0):  # x, y, z
+        others = tuple(a for a in range(3) if a != axis)
+        hit = np.flatnonzero(mask.any(axis=others))
+        if hit.size == 0:
+            return None
+        lo.append(hit[0])
+        hi.append(hit[-1])
+    return np.array(lo), np.array(hi)
+
+
+def _grow(lo, hi, geometry: Geometry, margin_mm: float) -> tuple[np.ndarray, np.ndarray]:
+    """Grow an inclusive box by ``margin_mm`` on each side and clip it to the grid."""
+    margin = np.ceil(margin_mm / np.array(geometry.spacing) - 1e-9).astype(int)
+    lo = np.maximum(lo - margin, 0)
+    hi = np.minimum(hi + margin, np.array(geometry.size) - 1)
+    return lo, hi - lo + 1
+
+
+def _margin(p: Params, default: float) -> float:
+    return p.number("margin_mm", default, minimum=0.0)
+
+
+@register
+@dataclass(frozen=True)
+class CropBody(_BoxStep):
+    """Crop to the body: largest connected component above ``threshold_hu``, plus ``margin_mm``."""
+
+    op = "crop_body"
+
+    threshold_hu: float = -500.0
+    margin_mm: float = 10.0
+
+    @classmethod
+    def from_params(cls, params: dict[str, Any], where: str) -> CropBody:
+        p = Params(params, where)
+        step = cls(threshold_hu=p.number("threshold_hu", -500.0), margin_mm=_margin(p, 10.0))
+        p.finish()
+        return step
+
+    def to_params(self) -> dict[str, Any]:
+        return {"op": self.op, "threshold_hu": self.threshold_hu, "margin_mm": self.margin_mm}
+
+    def box(self, image, label, ctx, where):
+        from scipy import ndimage
+
+        a = image.array if image.array.ndim == 3 else image.array[..., 0]
+        mask = a > self.threshold_hu
+        components, n = ndimage.label(mask)
+        if n == 0:
+            raise RecipeError(
+                f"{where}: no voxel is above threshold_hu {self.threshold_hu:g}",
+                hint="crop_body needs an image in HU: put it before windowing or normalisation",
+            )
+        counts = np.bincount(components.reshape(-1))
+        counts[0] = 0
+        largest = int(np.argmax(counts))
+        sl = ndimage.find_objects(components)[largest - 1]
+        lo = np.array([sl[2].start, sl[1].start, sl[0].start])
+        hi = np.array([sl[2].stop, sl[1].stop, sl[0].stop]) - 1
+        return _grow(lo, hi, image.geometry, self.margin_mm)
+
+
+@register
+@dataclass(frozen=True)
+class CropNonzero(_BoxStep):
+    """Crop to the bounding box of nonzero voxels (any channel), plus ``margin_mm``."""
+
+    op = "crop_nonzero"
+
+    margin_mm: float = 0.0
+
+    @classmethod
+    def from_params(cls, params: dict[str, Any], where: str) -> CropNonzero:
+        p = Params(params, where)
+        step = cls(margin_mm=_margin(p, 0.0))
+        p.finish()
+        return step
+
+    def to_params(self) -> dict[str, Any]:
+        return {"op": self.op, "margin_mm": self.margin_mm}
+
+    def box(self, image, label, ctx, where):
+        mask = image.array != 0
+        if mask.ndim == 4:
+            mask = mask.any(axis=3)
+        found = _bounding_box(mask)
+        if found is None:
+            raise RecipeError(f"{where}: the image has no nonzero voxel to crop to")
+        return _grow(*found, image.geometry, self.margin_mm)
+
+
+@register
+@dataclass(frozen=True)
+class CropLabel(_BoxStep):
+    """Crop to the bounding box of the label's nonzero voxels, plus ``margin_mm``."""
+
+    op = "crop_label"
+
+    margin_mm: float = 0.0
+
+    @classmethod
+    def from_params(cls, params: dict[str, Any], where: str) -> CropLabel:
+        p = Params(params, where)
+        step = cls(margin_mm=_margin(p, 0.0))
+        p.finish()
+        return step
+
+    def to_params(self) -> dict[str, Any]:
+        return {"op": self.op, "margin_mm": self.margin_mm}
+
+    def box(self, image, label, ctx, where):
+        if label is None:
+            raise RecipeError(f"{where}: crop_label needs a label map", hint="pass a label, or use crop_body")
+        found = _bounding_box(label.array != 0)
+        if found is None:
+            raise RecipeError(f"{where}: the label map is empty (all 0), there is nothing to crop to")
+        return _grow(*found, image.geometry, self.margin_mm)
+
+
+@register
+@dataclass(frozen=True)
+class PadCrop(_BoxStep):
+    """Pad or crop every axis to a fixed ``shape`` (voxels, (x, y, z)), centred or random."""
+
+    op = "pad_crop"
+
+    shape: tuple[int, int, int] = (128, 128, 128)
+    mode: str = "center"
+    pad: Any = "auto"
+
+    @classmethod
+    def from_params(cls, params: dict[str, Any], where: str) -> PadCrop:
+        p = Params(params, where)
+        shape = p.raw("shape")
+        if (
+            not isinstance(shape, (list, tuple))
+            or len(shape) != 3
+            or any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in shape)
+        ):
+            raise param_error(where, "shape", f"must be a list of 3 positive integers (x, y, z), got {shape!r}")
+        pad = p.raw("pad_value", "auto")
+        if pad != "auto" and (isinstance(pad, bool) or not isinstance(pad, (int, float)) or pad != pad):
+            raise param_error(where, "pad_value", f"must be a number or \"auto\", got {pad!r}")
+        step = cls(shape=tuple(shape), mode=p.choice("mode", ("center", "random"), "center"), pad=pad)
+        p.finish()
+        return step
+
+    def to_params(self) -> dict[str, Any]:
+        return {"op": self.op, "shape": list(self.shape), "mode": self.mode, "pad_value": self.pad}
+
+    def pad_value(self, image: Volume) -> float:
+        if self.pad != "auto":
+            return self.pad
+        low = float(image.array.min())
+        if str(image.metadata.get("modality", "")).upper() == "CT" and low <= -1000:
+            return -1000.0
+        return low
+
+    def box(self, image, label, ctx, where):
+        size = np.array(self.shape)
+        n = np.array(image.geometry.size)
+        diff = n - size  # > 0: crop, < 0: pad
+        if self.mode == "center":
+            start = np.where(diff >= 0, diff // 2, -((-diff) // 2))
+        else:
+            rng = np.random.default_rng(ctx.seed)
+            start = np.array([rng.integers(min(d, 0), max(d, 0) + 1) for d in diff])
+        return start, size

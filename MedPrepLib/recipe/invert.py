@@ -1,0 +1,104 @@
+"""Map a label map predicted in preprocessed space back onto the original image grid.
+
+:func:`restore_label` reads the provenance that :func:`~MedPrepLib.recipe.recipe.run_recipe`
+recorded (``{"format": "medprep-provenance", "recipe": ..., "steps": [{"op", "params", "input",
+"output", "record"}, ...], "input": ..., "output": ...}``) and undoes the geometric steps in
+reverse order: crop/pad (the label goes back into a zero map of the input size), reorientation
+(the inverse axis permutation, exact) and resampling (nearest neighbour onto the recorded input
+grid). Intensity steps are skipped. The result is exact when no resolution was lost (reorient,
+crop, pad, resampling to the same grid); after a real resampling it is the nearest-neighbour
+label of the preprocessed grid at each original voxel centre.
+
+A bare ``{"steps": [{"op": ..., "params": ..., "record": ...}, ...]}`` (no recipe, no format) is
+accepted too, the steps being rebuilt from their ``params``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ..errors import RecipeError
+from ..geometry import Geometry
+from ..progress import as_progress
+from ..volume import Volume
+from .base import STEP_TYPES, Step
+from .recipe import PROVENANCE_FORMAT, steps_for_restore
+
+GRID_TOLERANCE_MM = 1e-2
+"""Spacing/origin tolerance when matching a prediction to the preprocessed grid (float32 file headers)."""
+
+
+def _steps(provenance: dict) -> list[tuple[Step, dict]]:
+    if not isinstance(provenance, dict) or not isinstance(provenance.get("steps"), list):
+        raise RecipeError("the provenance has no 'steps' list", hint="pass the .provenance.json written by preprocess")
+    if provenance.get("format") == PROVENANCE_FORMAT:
+        return [(step, record) for step, record, _ in steps_for_restore(provenance)]
+    steps = []
+    for number, entry in enumerate(provenance["steps"], 1):
+        params = dict(entry.get("params") or {})
+        op = entry.get("op") or params.get("op")
+        if op not in STEP_TYPES:
+            raise RecipeError(f"provenance step {number}: unknown op {op!r}")
+        params.pop("op", None)
+        steps.append((STEP_TYPES[op].from_params(params, f"provenance step {number} ({op})"), entry.get("record") or {}))
+    return steps
+
+
+def _grid(description: Any) -> Geometry | None:
+    """The geometry of a provenance volume description (or a bare geometry dict)."""
+    if not isinstance(description, dict):
+        return None
+    if "geometry" in description:
+        description = description["geometry"]
+    return Geometry.from_dict(description) if "size" in description else None
+
+
+def _check_grid(pred: Volume, expected: Geometry) -> None:
+    g = pred.geometry
+    if g.size != expected.size:
+        raise RecipeError(
+            f"the prediction's grid has {g.size} voxels (x, y, z) but the preprocessed image had {expected.size}",
+            hint="restore a label map predicted on the preprocessed image this provenance belongs to",
+        )
+    if not g.isclose(expected, atol_mm=GRID_TOLERANCE_MM, atol_dir=1e-4):
+        raise RecipeError(
+            f"the prediction's grid (spacing {g.spacing} mm, origin {g.origin} mm LPS) differs from the "
+            f"preprocessed image's (spacing {expected.spacing} mm, origin {expected.origin} mm LPS)",
+            hint="the prediction must be on the preprocessed image's grid",
+        )
+
+
+def restore_label(pred: Volume, provenance: dict, *, progress=None) -> Volume:
+    """The label map ``pred`` (on the preprocessed grid) mapped onto the original image's grid.
+
+    ``pred`` must be a scalar (z, y, x) label map whose grid matches the provenance's output
+    within :data:`GRID_TOLERANCE_MM`; the returned volume has exactly the original grid (LPS mm,
+    as recorded) and ``pred``'s dtype.
+    """
+    progress = as_progress(progress)
+    if pred.array.ndim != 3:
+        raise RecipeError(
+            f"the prediction must be a scalar label map (z, y, x), got shape {pred.shape}",
+            hint="take the argmax of class probabilities first",
+        )
+    steps = _steps(provenance)
+    geometric = [(step, record) for step, record in steps if step.geometric]
+    expected = _grid((provenance.get("output") or {}).get("image"))
+    if expected is None and geometric:
+        expected = _grid(geometric[-1][1].get("output_geometry"))
+    label = pred
+    if expected is not None:
+        _check_grid(pred, expected)
+        label = Volume(pred.array, expected, metadata=pred.metadata)
+    for n, (step, record) in enumerate(reversed(geometric)):
+        progress.update(f"undoing {step.op}", n / max(len(geometric), 1))
+        label = step.invert_label(label, record)
+    original = _grid((provenance.get("input") or {}).get("image"))
+    if original is not None:
+        if label.geometry.size != original.size:
+            raise RecipeError(f"restoring ended on a {label.geometry.size} grid, not the original {original.size}")
+        label = Volume(np.ascontiguousarray(label.array), original, metadata=label.metadata)
+    progress.update("restored", 1.0)
+    return label
