@@ -1,0 +1,83 @@
+"""Headless smoke test of the MedPrep module inside a real 3D Slicer (no window, no user).
+
+Run it from a checkout (no build needed) or with the extension installed::
+
+    Slicer --no-main-window --python-script Testing/Slicer/batch_smoke.py
+
+It imports the module as a batch user would, builds an oblique, anisotropic volume, runs it
+through ``MedPrepLogic`` (no progress callback), exports it, reads the file back with MedPrepLib
+and with Slicer, and runs the module's own self-test. Exit status 0 when everything passed,
+1 otherwise (the traceback goes to stderr).
+"""
+
+import os
+import sys
+import tempfile
+import traceback
+
+import slicer
+
+
+def _checkoutModuleDir() -> str:
+    script = globals().get("__file__") or sys.argv[0]
+    return os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(script)))), "MedPrep")
+
+
+def importMedPrep():
+    """The MedPrep module file: the installed/registered one, else the one of this checkout."""
+    try:
+        import MedPrep
+    except ImportError:
+        sys.path.insert(0, _checkoutModuleDir())
+        import MedPrep
+    return MedPrep
+
+
+def check(condition: bool, message: str) -> None:
+    if not condition:
+        raise AssertionError(message)
+
+
+def main() -> int:
+    import numpy as np
+    import vtk
+
+    MedPrep = importMedPrep()
+    from MedPrepCore import SampleVolumes, VolumeNodes
+
+    from MedPrepLib.imageio import read_image
+
+    print(f"MedPrep module: {MedPrep.__file__}")
+    slicer.mrmlScene.Clear()
+    logic = MedPrep.MedPrepLogic()
+    volume = SampleVolumes.obliqueVolume(np.int16)
+    inputVolume = VolumeNodes.nodeFromVolume(slicer.mrmlScene, volume, "MedPrep batch smoke")
+
+    outputVolume = logic.process(inputVolume)
+    check(np.array_equal(slicer.util.arrayFromVolume(outputVolume), volume.array), "process changed the voxels")
+    check(logic.volume(outputVolume).geometry == volume.geometry, "process changed the grid")
+
+    with tempfile.TemporaryDirectory() as folder:
+        path = logic.exportVolume(inputVolume, folder, outputFormat=".nii.gz")
+        back = read_image(path)
+        check(np.array_equal(back.array, volume.array), f"{path} does not hold the exported voxels")
+        check(back.geometry.isclose(volume.geometry), f"{path} has grid {back.geometry}, expected {volume.geometry}")
+
+        loaded = slicer.util.loadVolume(str(path))
+        check(np.array_equal(slicer.util.arrayFromVolume(loaded), volume.array), "Slicer reads other voxels")
+        ijkToRAS = vtk.vtkMatrix4x4()
+        loaded.GetIJKToRASMatrix(ijkToRAS)
+        difference = np.abs(slicer.util.arrayFromVTKMatrix(ijkToRAS) - volume.geometry.ijk_to_ras()).max()
+        check(difference < 1e-3, f"Slicer reads the exported grid {difference:.3g} mm off")
+
+    MedPrep.MedPrepTest().runTest()
+    print("MedPrep batch smoke test passed")
+    return 0
+
+
+try:
+    status = main()
+except Exception:
+    traceback.print_exc()
+    status = 1
+slicer.util.exit(status)

@@ -1,0 +1,3 @@
+"""Scripts here run inside the Slicer application, not under pytest: never import them."""
+
+collect_ignore_glob = ["*.py"]

@@ -1,0 +1,272 @@
+"""MedPrep.py, its .ui and its icon agree with each other; the module's logic runs on slicer-core.
+
+Static checks (no Slicer needed): every ``self.ui.<name>`` the module uses exists in
+``Resources/UI/MedPrep.ui``; every ``SlicerParameterName`` in the .ui names a field of
+``MedPrepParameterNode`` and every field has a widget of a class Slicer's parameter-node
+wrapper can connect to that field's type; the combo-box choices are the ones the Qt-free core
+accepts; the icon is a valid 128 x 128 PNG.
+
+With the slicer-core wheel: ``MedPrep.py`` itself is imported with stand-ins for the few
+application-only modules (``slicer.ScriptedLoadableModule``, ``slicer.parameterNodeWrapper``,
+``slicer.i18n``), and its ``MedPrepLogic`` and self-test run on a real MRML scene.
+"""
+
+from __future__ import annotations
+
+import ast
+import importlib.util
+import struct
+import sys
+import types
+import xml.etree.ElementTree as ET
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+MODULE_FILE = REPO / "MedPrep" / "MedPrep.py"
+UI_FILE = REPO / "Resources" / "UI" / "MedPrep.ui"
+ICON_FILE = REPO / "Resources" / "Icons" / "MedPrep.png"
+
+sys.path.insert(0, str(REPO / "Testing" / "Slicer"))
+import application_stand_ins  # noqa: E402
+
+# Which widget classes Slicer's parameter-node wrapper connects to which field types
+# (Base/Python/slicer/parameterNodeWrapper/guiConnectors.py; it matches the class exactly).
+CONNECTABLE = {
+    "node": {"qMRMLNodeComboBox"},
+    "path": {"ctkPathLineEdit", "ctkDirectoryButton"},
+    "choice": {"QComboBox"},
+    "bool": {"QCheckBox", "QPushButton"},
+    "str": {"QLineEdit", "QTextEdit"},
+    "int": {"QSpinBox", "QSlider"},
+    "float": {"QDoubleSpinBox", "ctkSliderWidget"},
+}
+
+
+def ui_widgets() -> dict[str, dict]:
+    """{object name: {"class": ..., "parameter": SlicerParameterName or None}} of the .ui."""
+    root = ET.parse(UI_FILE).getroot()
+    widgets = {}
+    for widget in root.iter("widget"):
+        parameter = None
+        for prop in widget.findall("property"):
+            if prop.get("name") == "SlicerParameterName":
+                parameter = prop.findtext("string")
+        widgets[widget.get("name")] = {"class": widget.get("class"), "parameter": parameter}
+    return widgets
+
+
+def module_tree() -> ast.Module:
+    return ast.parse(MODULE_FILE.read_text(), str(MODULE_FILE))
+
+
+def parameter_fields() -> dict[str, ast.expr]:
+    """{field name: annotation AST} of the MedPrepParameterNode class in MedPrep.py."""
+    for node in module_tree().body:
+        if isinstance(node, ast.ClassDef) and node.name == "MedPrepParameterNode":
+            decorators = [ast.unparse(d) for d in node.decorator_list]
+            assert "parameterNodeWrapper" in decorators
+            return {s.target.id: s.annotation for s in node.body if isinstance(s, ast.AnnAssign)}
+    raise AssertionError("MedPrepParameterNode not found in MedPrep.py")
+
+
+def field_kind(annotation: ast.expr) -> tuple[str, list | None]:
+    """(kind in CONNECTABLE, choices or None) of a field annotation."""
+    text = ast.unparse(annotation)
+    if text.startswith("Annotated["):
+        for extra in annotation.slice.elts[1:]:
+            if isinstance(extra, ast.Call) and ast.unparse(extra.func) == "Choice":
+                return "choice", ast.literal_eval(extra.args[0])
+        return field_kind(annotation.slice.elts[0])[0], None
+    if text.startswith("vtkMRML"):
+        return "node", None
+    if text in ("pathlib.Path", "Path"):
+        return "path", None
+    return text, None
+
+
+# --- static checks ------------------------------------------------------------------------------
+
+
+def test_module_file_compiles():
+    compile(MODULE_FILE.read_text(), str(MODULE_FILE), "exec")
+
+
+def test_module_defines_the_template_classes():
+    classes = {n.name: [ast.unparse(b) for b in n.bases] for n in module_tree().body if isinstance(n, ast.ClassDef)}
+    assert classes["MedPrep"] == ["ScriptedLoadableModule"]
+    assert classes["MedPrepWidget"][0] == "ScriptedLoadableModuleWidget"
+    assert classes["MedPrepLogic"] == ["ScriptedLoadableModuleLogic"]
+    assert classes["MedPrepTest"] == ["ScriptedLoadableModuleTest"]
+    assert "MedPrepParameterNode" in classes
+
+
+def test_every_ui_attribute_the_module_uses_exists_in_the_ui_file():
+    used = {
+        node.attr
+        for node in ast.walk(module_tree())
+        if isinstance(node, ast.Attribute)
+        and isinstance(node.value, ast.Attribute)
+        and node.value.attr == "ui"
+        and isinstance(node.value.value, ast.Name)
+        and node.value.value.id == "self"
+    }
+    assert {"applyButton", "exportButton", "statusLabel"} <= used  # the walk finds them
+    missing = used - set(ui_widgets())
+    assert not missing, f"MedPrep.py uses self.ui.{sorted(missing)} which MedPrep.ui does not define"
+
+
+def test_parameter_names_in_ui_match_parameter_node_fields():
+    fields = parameter_fields()
+    bound = {w["parameter"]: (name, w["class"]) for name, w in ui_widgets().items() if w["parameter"]}
+    assert set(bound) - set(fields) == set(), f"SlicerParameterName without a field: {set(bound) - set(fields)}"
+    assert set(fields) - set(bound) == set(), f"fields without a widget: {set(fields) - set(bound)}"
+    for field, (widget, widget_class) in bound.items():
+        kind, _ = field_kind(fields[field])
+        assert widget_class in CONNECTABLE[kind], (
+            f"{widget} ({widget_class}) cannot be connected to field '{field}' of type {ast.unparse(fields[field])}"
+        )
+
+
+def test_combo_box_choices_are_what_the_core_accepts():
+    sys.path.insert(0, str(REPO / "MedPrep"))
+    try:
+        from MedPrepCore import Processing, VolumeNodes
+    finally:
+        sys.path.remove(str(REPO / "MedPrep"))
+    fields = parameter_fields()
+    assert field_kind(fields["transformPolicy"]) == ("choice", list(VolumeNodes.TRANSFORM_POLICIES))
+    assert field_kind(fields["outputFormat"]) == ("choice", list(Processing.EXPORT_FORMATS))
+
+
+def test_ui_declares_its_custom_widgets_and_scene_connection():
+    root = ET.parse(UI_FILE).getroot()
+    declared = {c.findtext("class") for c in root.iter("customwidget")}
+    used = {w["class"] for w in ui_widgets().values()}
+    custom = {c for c in used if c.startswith(("ctk", "qMRML"))}
+    assert custom - declared == set(), f"custom widgets not declared: {custom - declared}"
+    assert root.find("widget").get("class") == "qMRMLWidget"
+    connections = {(c.findtext("signal"), c.findtext("receiver"), c.findtext("slot")) for c in root.iter("connection")}
+    assert ("mrmlSceneChanged(vtkMRMLScene*)", "inputVolumeSelector", "setMRMLScene(vtkMRMLScene*)") in connections
+
+
+def test_icon_is_a_valid_128_pixel_png():
+    data = ICON_FILE.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    position, chunks, idat = 8, [], b""
+    while position < len(data):
+        (length,) = struct.unpack(">I", data[position : position + 4])
+        kind = data[position + 4 : position + 8]
+        body = data[position + 8 : position + 8 + length]
+        (crc,) = struct.unpack(">I", data[position + 8 + length : position + 12 + length])
+        assert zlib.crc32(kind + body) & 0xFFFFFFFF == crc, f"bad CRC in {kind!r}"
+        chunks.append(kind)
+        idat += body if kind == b"IDAT" else b""
+        position += 12 + length
+    width, height, depth, colour = struct.unpack(">IIBB", data[16:26])
+    assert (width, height, depth, colour) == (128, 128, 8, 6) and chunks[0] == b"IHDR" and chunks[-1] == b"IEND"
+    pixels = np.frombuffer(zlib.decompress(idat), np.uint8).reshape(128, 1 + 128 * 4)
+    rgba = pixels[:, 1:].reshape(128, 128, 4)
+    assert rgba[..., 3].min() == 0 and rgba[..., 3].max() == 255  # transparent background, opaque drawing
+
+
+# --- MedPrep.py on slicer-core ----------------------------------------------------------------------
+
+
+@pytest.fixture
+def slicer_core():
+    slicer = pytest.importorskip(
+        "slicer", reason="needs the slicer-core wheel (pip install 'medprep[slicer]') for real MRML classes"
+    )
+    if not hasattr(slicer, "vtkMRMLScene"):
+        pytest.skip("the 'slicer' module found is not slicer-core")
+    return slicer
+
+
+@pytest.fixture
+def scene(slicer_core, monkeypatch, tmp_path):
+    """A real scene as ``slicer.mrmlScene``, with ``slicer.app`` and ``loadVolume`` stood in."""
+    scene = application_stand_ins.newScene()
+    monkeypatch.setattr(slicer_core, "mrmlScene", scene, raising=False)
+    monkeypatch.setattr(slicer_core, "app", application_stand_ins.application(str(tmp_path)), raising=False)
+    monkeypatch.setattr(slicer_core.util, "loadVolume", application_stand_ins.loadVolume(scene))
+    return scene
+
+
+@pytest.fixture
+def medprep(slicer_core, monkeypatch):
+    """MedPrep.py imported as Slicer would, from an unbuilt checkout whose root is not on sys.path."""
+    for name, module in application_stand_ins.modules().items():
+        monkeypatch.setitem(sys.modules, name, module)
+    monkeypatch.setattr(sys, "path", [p for p in sys.path if Path(p or ".").resolve() != REPO])
+    spec = importlib.util.spec_from_file_location("MedPrep", MODULE_FILE)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_unbuilt_checkout_makes_medpreplib_importable_and_finds_resources(medprep):
+    assert sys.path[0] == str(REPO)  # the checkout root, for `import MedPrepLib`
+    assert str(REPO / "MedPrep") in sys.path  # the module folder, for `import MedPrepCore`
+    assert Path(medprep.resourcePath("UI/MedPrep.ui")) == UI_FILE
+    assert Path(medprep.resourcePath("Icons/MedPrep.png")) == ICON_FILE
+    with pytest.raises(FileNotFoundError, match="nothing.ui"):
+        medprep.resourcePath("UI/nothing.ui")
+
+
+def test_module_metadata_is_set(medprep):
+    parent = types.SimpleNamespace()
+    medprep.MedPrep(parent)
+    assert parent.title == "MedPrep" and parent.categories and parent.contributors
+    assert "export" in parent.helpText.lower() and parent.acknowledgementText
+
+
+def test_logic_process_round_trips_an_oblique_volume(medprep, scene):
+    from MedPrepCore import SampleVolumes, VolumeNodes  # importable: MedPrep.py put its folder on sys.path
+
+    volume = SampleVolumes.obliqueVolume(np.int16)
+    node = VolumeNodes.nodeFromVolume(scene, volume, "CT")
+    logic = medprep.MedPrepLogic()
+    fractions = []
+    out = logic.process(node, progressCallback=lambda label, f: fractions.append(f))
+    assert out.GetScene() is scene and out is not node and fractions[-1] == 1.0
+    back = logic.volume(out)
+    np.testing.assert_array_equal(back.array, volume.array)
+    assert back.geometry == volume.geometry
+
+
+def test_logic_export_writes_into_the_folder_and_refuses_bad_folders(medprep, scene, tmp_path):
+    pytest.importorskip("MedPrepLib.imageio", reason="MedPrepLib.imageio is not there yet")
+    from MedPrepCore import SampleVolumes, VolumeNodes
+
+    from MedPrepLib.errors import ExportError, OutputExistsError
+    from MedPrepLib.imageio import read_image
+
+    volume = SampleVolumes.obliqueVolume(np.float32)
+    node = VolumeNodes.nodeFromVolume(scene, volume, "T1 post")
+    logic = medprep.MedPrepLogic()
+    path = logic.exportVolume(node, tmp_path, outputFormat=".mha")
+    assert path == tmp_path / "T1_post.mha"
+    back = read_image(path)
+    np.testing.assert_array_equal(back.array, volume.array)
+    assert back.geometry.isclose(volume.geometry, atol_mm=1e-9, atol_dir=1e-12)
+    with pytest.raises(OutputExistsError):
+        logic.exportVolume(node, tmp_path, outputFormat=".mha")
+    for folder in (Path("."), tmp_path / "missing"):
+        with pytest.raises(ExportError, match="output folder"):
+            logic.exportVolume(node, folder)
+
+
+def test_module_self_test_runs_on_slicer_core(medprep, scene):
+    """MedPrepTest's own steps (Slicer's loadVolume stood in by the storage node it uses)."""
+    pytest.importorskip("MedPrepLib.imageio", reason="MedPrepLib.imageio is not there yet")
+    test = medprep.MedPrepTest()
+    test.setUp()
+    test.test_ObliqueVolumeRoundTrip()
+    assert scene.GetNumberOfNodesByClass("vtkMRMLScalarVolumeNode") == 2
+    test.setUp()
+    assert scene.GetNumberOfNodesByClass("vtkMRMLScalarVolumeNode") == 0  # setUp clears the scene
+    test.test_ExportReadsBackWithSameGeometry()
