@@ -122,6 +122,7 @@ def test_sequence_with_undefined_length_is_skipped(tmp_path):
     (path,) = write_ct_series(tmp_path, 1, with_sequence=True)
     blob = path.read_bytes()
     assert b"\xfe\xff\xdd\xe0" in blob, "fixture should hold an undefined-length sequence"
+    assert b"\xfe\xff\x0d\xe0" in blob, "fixture should hold an undefined-length item"
     assert parse_raw(path).elements  # walked past it to the pixel data
 
 

@@ -26,6 +26,7 @@ import os
 import struct
 from dataclasses import dataclass, field
 
+from . import header as _header
 from .stack import FileHeader
 
 # Transfer syntaxes whose data set is explicit VR little endian (native or encapsulated pixels)
@@ -58,7 +59,7 @@ _SHORT_VRS = {
     b"UL",
     b"US",
 }
-_HEAD_EXPLICIT = struct.Struct("<HH2sH")
+_HEAD_EXPLICIT = struct.Struct("<HHHH")  # group, element, VR (2 ASCII bytes as an integer), length
 _HEAD_IMPLICIT = struct.Struct("<HHI")
 _U32 = struct.Struct("<I")
 _UNDEFINED = 0xFFFFFFFF
@@ -111,7 +112,17 @@ _DECLINE_TAGS = {
     0x52009230,  # PerFrameFunctionalGroupsSequence
     0x7FE00008,  # FloatPixelData
     0x7FE00009,  # DoubleFloatPixelData
+    0x00041220,  # DirectoryRecordSequence (a DICOMDIR)
 }
+
+# The hot loop compares VRs as little-endian integers of their two ASCII letters.
+_LONG_VR_CODES = {int.from_bytes(v, "little") for v in _LONG_VRS}
+_SHORT_VR_CODES = {int.from_bytes(v, "little") for v in _SHORT_VRS}
+_VR_NAMES = {int.from_bytes(v, "little"): v.decode() for v in _LONG_VRS | _SHORT_VRS}
+_VR_UN = int.from_bytes(b"UN", "little")
+
+# One lookup per element: the VR to keep it as, "pixels" (stop) or "decline".
+_SPECIAL: dict[int, str] = {**WANTED, **{t: "decline" for t in _DECLINE_TAGS}, _PIXEL_DATA: "pixels"}
 
 _CHUNK = 16384
 
@@ -131,7 +142,6 @@ class RawHeader:
     pixel_data_length: int | None = None  # None when encapsulated (undefined length)
     complete: bool = True  # encapsulated fragments all lie within the file
     media_storage_sop_class_uid: str = ""
-    seen: set[int] = field(default_factory=set)  # every top-level tag before the pixel data
     size: int = 0  # file size, bytes
     mtime_ns: int = 0
 
@@ -172,74 +182,101 @@ def _skip_undefined_sequence(r: _Reader, pos: int, implicit: bool) -> int:
         if length != _UNDEFINED:
             pos += length
             continue
-        pos = _walk(r, pos, implicit, None, nested=True)
+        pos = _walk(r, pos, implicit)
 
 
-def _walk(r: _Reader, pos: int, implicit: bool, out: RawHeader | None, nested: bool = False) -> int:
-    """Walk data elements from ``pos``; at top level (``out`` given) collect wanted elements.
+def _walk(r: _Reader, pos: int, implicit: bool) -> int:
+    """Skip the elements of an undefined-length item from ``pos``; position after its delimiter."""
+    while True:
+        group, elem, length = struct.unpack("<HHI", r.get(pos, 8))
+        if group == 0xFFFE and elem == 0xE00D:
+            return pos + 8
+        if implicit:
+            pos += 8
+        else:
+            vr = r.get(pos + 4, 2)
+            if vr in _LONG_VRS:
+                (length,) = struct.unpack("<I", r.get(pos + 8, 4))
+                pos += 12
+            elif vr in _SHORT_VRS:
+                length >>= 16  # bytes 6-7 hold the 16-bit length
+                pos += 8
+            else:
+                raise Declined(f"invalid VR at offset {pos}")
+        if length == _UNDEFINED:
+            pos = _skip_undefined_sequence(r, pos, implicit or vr == b"UN")
+        else:
+            pos += length
 
-    Returns the position after an item delimiter (nested) or the pixel data value offset.
-    The loop reads element headers straight from the reader's window (the hot path) and asks
-    the reader for a new window only when a header crosses its end.
+
+def _walk_top(r: _Reader, pos: int, implicit: bool, out: RawHeader) -> None:
+    """Walk the top-level data set from ``pos`` to the pixel data, keeping the WANTED elements.
+
+    The hot loop of the scan: element headers are unpacked straight from the reader's window,
+    with one dictionary lookup per element (``_SPECIAL``) deciding whether to keep, stop or
+    decline; the window is refilled only when an element crosses its end.
     """
     head_explicit = _HEAD_EXPLICIT.unpack_from
     head_implicit = _HEAD_IMPLICIT.unpack_from
     u32 = _U32.unpack_from
+    special = _SPECIAL.get
+    short_vrs, long_vrs = _SHORT_VR_CODES, _LONG_VR_CODES
+    elements = out.elements
     data, base = r.data, r.base
+    n = len(data)
     while True:
-        i = pos - base
-        if i < 0 or i + 12 > len(data):
+        i = pos - base  # never negative: the window only moves forward, to where pos is
+        if i + 12 > n:
             try:
                 r.get(pos, 12)
             except Declined:
                 r.get(pos, 8)
             data, base = r.data, r.base
-            i = pos - base
+            n = len(data)
+            i = 0
         if implicit:
             group, elem, length = head_implicit(data, i)
-            vr = b""
+            vr = 0
             pos += 8
         else:
             group, elem, vr, length = head_explicit(data, i)
-            if vr in _LONG_VRS:
+            if vr in short_vrs:
+                pos += 8
+            elif vr in long_vrs:
                 (length,) = u32(data, i + 8)
                 pos += 12
-            elif vr in _SHORT_VRS:
-                pos += 8
-            elif nested and group == 0xFFFE and elem == 0xE00D:
-                return pos + 8
             else:
                 raise Declined(f"invalid VR at offset {pos}")
         tag = (group << 16) | elem
-        if nested and tag == _ITEM_END:
-            return pos  # implicit VR: the 8-byte delimiter header is already consumed
-        if out is not None:
-            out.seen.add(tag)
-            if tag == _PIXEL_DATA:
+        action = special(tag)
+        if action is not None:
+            if action == "pixels":
                 out.pixel_data_offset = pos
                 out.pixel_data_length = None if length == _UNDEFINED else length
-                return pos
-            if tag in _DECLINE_TAGS:
+                return
+            if action == "decline":
                 raise Declined(f"element {tag:08X} needs the full reader")
-            if tag in WANTED:
-                if length == _UNDEFINED:
-                    raise Declined("undefined length on a kept element")
-                want = WANTED[tag]
-                if not implicit and vr != b"UN":
-                    have = vr.decode()
-                    if have != want and not (want == "xs" and have in ("US", "SS")):
-                        raise Declined(f"element {tag:08X} has VR {have}, expected {want}")
-                    want = have
-                out.elements[tag] = (want, r.get(pos, length))
+            if length == _UNDEFINED:
+                raise Declined("undefined length on a kept element")
+            if vr and vr != _VR_UN:
+                have = _VR_NAMES.get(vr, "??")
+                if have != action and not (action == "xs" and have in ("US", "SS")):
+                    raise Declined(f"element {tag:08X} has VR {have}, expected {action}")
+                action = have
+            j = pos - base
+            if j + length <= n:
+                elements[tag] = (action, data[j : j + length])
+            else:
+                elements[tag] = (action, r.get(pos, length))
                 data, base = r.data, r.base
+                n = len(data)
         if length == _UNDEFINED:
             # Sequences (or UN holding one, which is implicit VR inside).
-            pos = _skip_undefined_sequence(r, pos, implicit or vr == b"UN")
+            pos = _skip_undefined_sequence(r, pos, implicit or vr == _VR_UN)
             data, base = r.data, r.base
+            n = len(data)
         else:
             pos += length
-        if group > 0x7FE0 and out is not None:
-            raise Declined("no pixel data")
 
 
 def parse_raw(path: str | os.PathLike) -> RawHeader:
@@ -279,11 +316,9 @@ def parse_raw(path: str | os.PathLike) -> RawHeader:
         st = os.fstat(f.fileno())
         out.size, out.mtime_ns = st.st_size, st.st_mtime_ns
         try:
-            _walk(r, pos, implicit, out)
+            _walk_top(r, pos, implicit, out)
             if out.pixel_data_length is None and out.pixel_data_offset is not None:
-                from .header import _encapsulated_complete
-
-                out.complete = _encapsulated_complete(f, out.pixel_data_offset, st.st_size, False)
+                out.complete = _header._encapsulated_complete(f, out.pixel_data_offset, st.st_size, False)
         except struct.error as exc:
             raise Declined(f"malformed header: {exc}") from exc
         return out
@@ -294,19 +329,9 @@ def parse_raw(path: str | os.PathLike) -> RawHeader:
 _NUMERIC_BINARY = {"US": ("H", 2), "SS": ("h", 2), "UL": ("I", 4), "SL": ("i", 4), "FL": ("f", 4), "FD": ("d", 8)}
 
 
-def _text(raw: bytes) -> str:
-    try:
-        return raw.decode("ascii")
-    except UnicodeDecodeError as exc:
-        raise Declined("non-ASCII text: character set handling is left to pydicom") from exc
-
-
-def _split(raw: bytes) -> list[str]:
-    text = _text(raw).rstrip("\x00 ")
-    return [s.strip(" \x00") for s in text.split("\\")] if text else []
-
-
 def _number(s: str, vr: str) -> float | int:
+    if "_" in s:  # Python's float()/int() accept "1_0"; DICOM does not
+        raise Declined(f"malformed {vr} value")
     try:
         if vr == "DS":
             return float(s)
@@ -326,8 +351,12 @@ def convert(vr: str, data: bytes, tag: int, pixel_representation: int = 0):
 
     Empty -> None (numbers) or "" (text); one value -> a scalar; several -> a list.
     """
-    if vr == "xs":
-        vr = "SS" if pixel_representation == 1 else "US"
+    if vr == "US" or (vr == "xs" and pixel_representation != 1):
+        if len(data) == 2:
+            return data[0] | (data[1] << 8)
+        vr = "US"
+    elif vr == "xs":
+        vr = "SS"
     if vr in _NUMERIC_BINARY:
         fmt, size = _NUMERIC_BINARY[vr]
         n = len(data) // size
@@ -335,15 +364,24 @@ def convert(vr: str, data: bytes, tag: int, pixel_representation: int = 0):
             raise Declined("binary value length is not a multiple of its size")
         values = list(struct.unpack(f"<{n}{fmt}", data))
         return None if n == 0 else values[0] if n == 1 else values
-    parts = _split(data)
-    if vr in ("DS", "IS"):
-        values = [_number(s, vr) for s in parts]
-        if any(s == "" for s in parts):
+    try:
+        text = data.decode("ascii").rstrip("\x00 ")
+    except UnicodeDecodeError as exc:
+        raise Declined("non-ASCII text: character set handling is left to pydicom") from exc
+    if vr == "DS" or vr == "IS":
+        if not text:
+            return None
+        if "\\" not in text:
+            return _number(text, vr)
+        parts = text.split("\\")
+        if any(not p.strip() for p in parts):
             raise Declined("empty value inside a multi-valued number")
-        return None if not values else values[0] if len(values) == 1 else values
-    if len(parts) > 1 and tag != 0x00080008:  # only ImageType is multi-valued among kept text
-        raise Declined("backslash in a single-valued text element")
-    return "" if not parts else parts[0] if len(parts) == 1 else parts
+        return [_number(p, vr) for p in parts]
+    if "\\" in text:
+        if tag != 0x00080008:  # only ImageType is multi-valued among kept text
+            raise Declined("backslash in a single-valued text element")
+        return [p.strip(" \x00") for p in text.split("\\")]
+    return text.strip(" \x00")
 
 
 # Keyword -> tag for what header_from_dataset asks, so the fast path never imports pydicom.
@@ -387,59 +425,64 @@ _KEYWORD_TAG: dict[str, int] = {
 }
 
 
-def _tag_for_keyword(keyword: str) -> int | None:
-    tag = _KEYWORD_TAG.get(keyword)
-    if tag is None:
-        from pydicom.datadict import tag_for_keyword
-
-        tag = tag_for_keyword(keyword)
-        if tag is None:
-            return None
-        _KEYWORD_TAG[keyword] = tag
-    return tag
-
-
 class _FastDataset:
     """Just enough of pydicom's Dataset interface for ``header_from_dataset``.
 
-    ``get`` returns the kept values; asking for an element that is present in the file but
-    was not kept raises :class:`Declined` (so a new need in ``header_from_dataset`` makes the
-    fast path step aside instead of returning something different from pydicom).
+    Every element ``header_from_dataset`` may ask about is either kept by the walk (WANTED)
+    or makes the walk decline (``_DECLINE_TAGS``), so an element missing here is missing
+    from the file. Asking for any other keyword raises :class:`Declined`: a new need in
+    ``header_from_dataset`` makes the fast path step aside instead of answering differently
+    from pydicom.
     """
 
     def __init__(self, raw: RawHeader):
-        self._raw = raw
         self.file_meta = {
             "TransferSyntaxUID": raw.transfer_syntax_uid,
             "MediaStorageSOPClassUID": raw.media_storage_sop_class_uid,
         }
         pr = raw.elements.get(0x00280103)
-        self._pixel_representation = convert(pr[0], pr[1], 0x00280103) if pr is not None else 0
+        pixel_representation = (convert(pr[0], pr[1], 0x00280103) if pr is not None else 0) or 0
+        # Every kept element is asked for by header_from_dataset: convert them all at once.
+        self._values = {
+            tag: _convert_memo(vr, data, tag, pixel_representation) for tag, (vr, data) in raw.elements.items()
+        }
 
     def get(self, key, default=None):
-        tag = key if isinstance(key, int) else _tag_for_keyword(key)
+        tag = _KEYWORD_TAG.get(key)
         if tag is None:
-            raise Declined(f"unknown keyword {key}")
-        item = self._raw.elements.get(tag)
-        if item is not None:
-            value = convert(item[0], item[1], tag, self._pixel_representation or 0)
-            return default if value is None else value
-        if tag in self._raw.seen:
-            raise Declined(f"{key} is present but not kept by the fast parser")
-        return default
+            raise Declined(f"{key} is not covered by the fast parser")
+        value = self._values.get(tag)
+        return default if value is None else value
 
     def __contains__(self, key) -> bool:
-        tag = key if isinstance(key, int) else _tag_for_keyword(key)
-        return tag in self._raw.seen
+        tag = _KEYWORD_TAG.get(key)
+        if tag is None:
+            raise Declined(f"{key} is not covered by the fast parser")
+        return tag in self._values
 
     def __getattr__(self, name):
         raise Declined(f"attribute {name} is not provided by the fast parser")
 
 
+_MEMO: dict[tuple[int, str, bytes, int], object] = {}
+
+
+def _convert_memo(vr: str, data: bytes, tag: int, pixel_representation: int):
+    """``convert`` with a memo: most kept values repeat across the files of a series."""
+    key = (tag, vr, data, pixel_representation)
+    value = _MEMO.get(key, _MEMO)
+    if value is not _MEMO:
+        return value
+    value = convert(vr, data, tag, pixel_representation)
+    if len(_MEMO) > 20000:
+        _MEMO.clear()
+    if not isinstance(value, list):  # lists are mutable: never share them
+        _MEMO[key] = value
+    return value
+
+
 def header_from_raw(raw: RawHeader, path: str, size: int, mtime_ns: int) -> FileHeader:
     """Build the FileHeader of a plain single-frame file through ``header_from_dataset``."""
-    from .header import PixelDataLocation, header_from_dataset
-
     image_type = raw.elements.get(0x00080008)
     if image_type is not None and b"MOSAIC" in image_type[1].upper():
         raise Declined("Siemens mosaic: geometry comes from the CSA header")
@@ -448,10 +491,10 @@ def header_from_raw(raw: RawHeader, path: str, size: int, mtime_ns: int) -> File
         raise Declined("multi-frame object")
     if raw.media_storage_sop_class_uid == "1.2.840.10008.1.3.10":
         raise Declined("DICOMDIR")
-    location = PixelDataLocation(
+    location = _header.PixelDataLocation(
         0x7FE00010, raw.pixel_data_offset, raw.pixel_data_length, raw.pixel_data_length is None
     )
-    return header_from_dataset(
+    return _header.header_from_dataset(
         _FastDataset(raw), path, size, mtime_ns, pixel_location=location, encapsulated_complete=raw.complete
     )
 
@@ -466,6 +509,4 @@ def read_header_fast(path: str | os.PathLike) -> FileHeader:
         raw = parse_raw(p)
         return header_from_raw(raw, p, raw.size, raw.mtime_ns)
     except (Declined, OSError):
-        from .header import read_header
-
-        return read_header(p)
+        return _header.read_header(p)

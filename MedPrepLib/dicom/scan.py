@@ -29,7 +29,9 @@ import numpy as np
 
 from ..errors import CancelledError, InputError, SeriesSelectionError
 from ..progress import Progress, ProgressCallback, as_progress
+from .fastheader import read_header_fast
 from .group import POSITION_TOL_MM, group_stacks, slice_normal, stack_refs
+from .header import SkipFile
 from .index import FileKey, open_index
 from .stack import FileHeader, Skipped, Stack
 
@@ -234,9 +236,6 @@ def find_files(paths: str | os.PathLike | Iterable[str | os.PathLike]) -> tuple[
 
 def read_one(path: str) -> FileHeader | Skipped:
     """Header of one file, or the reason it is skipped (never raises for a bad file)."""
-    from .fastheader import read_header_fast
-    from .header import SkipFile
-
     try:
         return read_header_fast(path)
     except SkipFile as exc:
