@@ -183,9 +183,14 @@ def test_medpreplib_cmake_compiles_every_python_file_of_the_package():
     data = {
         str(p.relative_to(REPO / "MedPrepLib"))
         for p in (REPO / "MedPrepLib").rglob("*")
-        if p.is_file() and p.suffix in (".json", ".csv", ".tsv", ".txt") and p.name != "CMakeLists.txt"
+        if p.is_file()
+        and "__pycache__" not in p.parts
+        and p.suffix not in (".py", ".pyc")
+        and p.name != "CMakeLists.txt"
     }
-    assert data - set(lists["MedPrepLib_PYTHON_RESOURCES"]) == set()
+    resources = set(lists["MedPrepLib_PYTHON_RESOURCES"])
+    assert data - resources == set(), f"package data not shipped to Slicer: {sorted(data - resources)}"
+    assert not any(r.endswith((".py", ".pyc")) or "__pycache__" in r for r in resources)
 
 
 def test_the_evaluator_notices_a_file_the_glob_would_miss(tmp_path):
@@ -345,6 +350,9 @@ def built_extension(tmp_path_factory) -> Path:
 def test_built_tree_has_library_module_core_and_resources(built_extension):
     lib = built_extension / SCRIPTED_LIB_DIR
     assert _python_files(lib / "MedPrepLib") == _python_files(REPO / "MedPrepLib")
+    for data in (REPO / "MedPrepLib").rglob("*"):
+        if data.is_file() and data.suffix not in (".py", ".pyc") and data.name != "CMakeLists.txt":
+            assert (lib / "MedPrepLib" / data.relative_to(REPO / "MedPrepLib")).is_file(), f"{data} not copied"
     assert (lib / "MedPrep.py").is_file()
     assert _python_files(lib / "MedPrepCore") == _python_files(REPO / "MedPrep" / "MedPrepCore")
     assert (lib / "Resources" / "UI" / "MedPrep.ui").read_bytes() == (REPO / "Resources/UI/MedPrep.ui").read_bytes()
