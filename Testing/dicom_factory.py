@@ -203,3 +203,88 @@ def write_ct_series(
             **attributes,
         )
     return paths
+
+
+def write_enhanced_mr(
+    path: str | os.PathLike,
+    n_slices: int = 3,
+    *,
+    n_times: int = 1,
+    echo_times: Sequence[float] = (10.0,),
+    rows: int = 12,
+    cols: int = 16,
+    step: float = 3.0,
+    pixel_spacing: Sequence[float] = (0.9, 1.1),
+    second_orientation: bool = False,
+    series_uid: str | None = None,
+    rescale: tuple[float, float] = (1.0, 0.0),
+) -> tuple[Path, list[dict]]:
+    """Write one enhanced MR multi-frame file; returns the path and, per frame, its facts
+    (``slice``, ``time``, ``echo``, ``stack`` and the stored ``pixels``).
+
+    Frames are written time-major then echo then slice, reversed along z, so that a loader
+    must use the functional groups, not the frame order. ``second_orientation`` adds a
+    sagittal stack of the same slices (frames of two orientations in one file).
+    """
+    from pydicom.dataset import Dataset, FileDataset, FileMetaDataset
+    from pydicom.sequence import Sequence as Seq
+
+    sop_uid = new_uid()
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.4.1"
+    meta.MediaStorageSOPInstanceUID = sop_uid
+    meta.TransferSyntaxUID = EXPLICIT_VR_LE
+    meta.ImplementationClassUID = "1.2.826.0.1.3680043.8.498.2"
+    ds = FileDataset(str(path), Dataset(), file_meta=meta, preamble=b"\0" * 128)
+    ds.SOPClassUID = meta.MediaStorageSOPClassUID
+    ds.SOPInstanceUID = sop_uid
+    ds.StudyInstanceUID = "1.2.826.0.1.3680043.8.498.1"
+    ds.SeriesInstanceUID = series_uid or new_uid()
+    ds.Modality = "MR"
+    ds.ImageType = ["ORIGINAL", "PRIMARY", "M", "NONE"]
+    ds.Rows, ds.Columns = rows, cols
+    ds.SamplesPerPixel = 1
+    ds.PhotometricInterpretation = "MONOCHROME2"
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 0
+    shared = Dataset()
+    measures = Dataset()
+    measures.PixelSpacing = [f"{v:g}" for v in pixel_spacing]
+    measures.SliceThickness = f"{step:g}"
+    shared.PixelMeasuresSequence = Seq([measures])
+    lut = Dataset()
+    lut.RescaleSlope, lut.RescaleIntercept, lut.RescaleType = f"{rescale[0]:g}", f"{rescale[1]:g}", "US"
+    shared.PixelValueTransformationSequence = Seq([lut])
+    ds.SharedFunctionalGroupsSequence = Seq([shared])
+    stacks = [(1, 0, 0, 0, 1, 0)]
+    if second_orientation:
+        stacks.append((0, 1, 0, 0, 0, -1))
+    stacks = [(iop, np.cross(iop[:3], iop[3:])) for iop in stacks]  # slices advance along the normal
+    frames, facts = [], []
+    for s, (iop, normal) in enumerate(stacks):
+        for t in range(n_times):
+            for e, te in enumerate(echo_times):
+                for z in reversed(range(n_slices)):
+                    item = Dataset()
+                    pos = Dataset()
+                    pos.ImagePositionPatient = [
+                        f"{-5 + step * z * normal[0]:g}",
+                        f"{-6 + step * z * normal[1]:g}",
+                        f"{step * z * normal[2]:g}",
+                    ]
+                    item.PlanePositionSequence = Seq([pos])
+                    ori = Dataset()
+                    ori.ImageOrientationPatient = [f"{v:g}" for v in iop]
+                    item.PlaneOrientationSequence = Seq([ori])
+                    content = Dataset()
+                    content.TemporalPositionIndex = t + 1
+                    item.FrameContentSequence = Seq([content])
+                    echo = Dataset()
+                    echo.EffectiveEchoTime = te
+                    item.MREchoSequence = Seq([echo])
+                    frames.append(item)
+                    pixels = expected_stored(z + 7 * t + 13 * e + 29 * s, rows, cols)
+                    facts.append({"slice": z, "time": t, "echo": e, "stack": s, "pixels": pixels})
+    ds.PerFrameFunctionalGroupsSequence = Seq(frames)
+    ds.NumberOfFrames = len(frames)
+    ds.PixelData = np.stack([f["pixels"] for f in facts]).astype(np.uint16).tobytes()
+    return save(ds, path), facts

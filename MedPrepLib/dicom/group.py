@@ -27,8 +27,10 @@ ORIENTATION_TOL = 1e-3
 POSITION_TOL_MM = 0.01
 """Slices whose positions along the normal differ by less than this (mm) share a position."""
 
-TEMPORAL_KEYS = ("temporal_position", "trigger_time", "acquisition_number", "acquisition_time")
-"""Header keys that can order repeated positions into time points, tried in this order."""
+TEMPORAL_KEYS = ("temporal_position", "trigger_time", "acquisition_number", "acquisition_time", "frame_number")
+"""Header keys that can order repeated positions into time points, tried in this order.
+``frame_number`` (the frame order inside one enhanced multi-frame file) is the last resort,
+used only for multi-frame objects whose frames carry no temporal key."""
 
 
 @dataclass(frozen=True)
@@ -62,6 +64,10 @@ class FrameRef:
                 return self.frame.echo_key
             if key == "temporal_position":
                 return self.frame.temporal_key
+            if key == "frame_number":
+                return self.frame.frame_index
+            return None
+        if key == "frame_number":
             return None
         if key == "echo":
             return h.echo_number if h.echo_number is not None else h.echo_time
