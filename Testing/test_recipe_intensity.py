@@ -255,3 +255,15 @@ def test_blocks_do_not_change_results_for_non_contiguous_input():
     view = base[:, ::2, ::3]  # not C-contiguous: handled slab by slab
     out = run([{"op": "zscore"}], Volume(view)).image.array
     np.testing.assert_array_equal(out, run([{"op": "zscore"}], Volume(np.ascontiguousarray(view))).image.array)
+
+
+def test_statistics_blocks_larger_than_the_work_buffer(monkeypatch):
+    from MedPrepLib.recipe import intensity
+
+    monkeypatch.setattr(intensity, "BLOCK_VOXELS", 64)  # work buffer smaller than a slab
+    base = np.asarray(ct_volume(shape=(5, 30, 40)).array)
+    view = base[:, :, ::2]
+    x = view.astype(np.float64)
+    for arr in (view, view.astype(np.float32)):
+        out = run([{"op": "zscore"}], Volume(arr)).image.array
+        np.testing.assert_allclose(out, (x - x.mean()) / x.std(), atol=2e-6)

@@ -41,10 +41,12 @@ def blockwise(fn: Callable[..., Any], *arrays: np.ndarray, block: int = BLOCK_VO
     if all(a.flags.c_contiguous for a in arrays):
         flats = [a.reshape(-1) for a in arrays]
         n = flats[0].size
-        return [fn(*(f[s : s + block] for f in flats)) for s in range(0, n, block)]
-    per_slice = int(np.prod(shape[1:])) or 1
-    step = max(1, block // per_slice)
-    return [fn(*(a[z : z + step] for a in arrays)) for z in range(0, shape[0], step)]
+        pieces = [tuple(f[s : s + block] for f in flats) for s in range(0, n, block)]
+    else:
+        per_slice = int(np.prod(shape[1:])) or 1
+        step = max(1, block // per_slice)
+        pieces = [tuple(a[z : z + step] for a in arrays) for z in range(0, shape[0], step)]
+    return [fn(*args) for args in pieces]
 
 
 def output_array(image: Volume, ctx: RunContext | None, dtype=np.float32, shape=None) -> np.ndarray:
@@ -93,39 +95,48 @@ def exact_sum(
     def select(b, m):
         return b if m is None else b[test(m)]
 
+    # Sums run on a float64 copy of each block (no BLAS: its threads stall on a busy machine).
+    work = np.empty(min(a.size, BLOCK_VOXELS), np.float64)
+
+    def as_f64(b):
+        f = work[: b.size] if b.size <= work.size else np.empty(b.size)
+        np.copyto(f, b.reshape(-1), casting="unsafe")
+        return f
+
+    def int_moments(b, m=None):
+        f = as_f64(select(b, m))
+        s1 = int(f.sum())  # integer-valued partial sums below 2**53 are exact in float64
+        np.multiply(f, f, out=f)
+        return s1, int(f.sum()), f.size
+
+    def float_sum(b, m=None):
+        return float(as_f64(select(b, m)).sum()), b.size if m is None else int(np.count_nonzero(test(m)))
+
     arrays = (a,) if mask is None else (a, mask)
     if a.dtype.kind in "iub":
-        parts = blockwise(lambda b, m=None: _int_moments(select(b, m)), *arrays)
+        parts = blockwise(int_moments, *arrays)
         s1 = sum(p[0] for p in parts)
         s2 = sum(p[1] for p in parts)
         n = sum(p[2] for p in parts)
         if n == 0:
             return 0.0, 0.0, 0
-        # n * var * n = n * s2 - s1^2, exact in integers.
+        # n * (sum of squared deviations) = n * s2 - s1^2, exact in integers.
         return float(s1), (n * s2 - s1 * s1) / n, n
-    parts = blockwise(lambda b, m=None: _float_sum(select(b, m)), *arrays)
+    parts = blockwise(float_sum, *arrays)
     n = sum(p[1] for p in parts)
     if n == 0:
         return 0.0, 0.0, 0
     total = float(np.sum(np.array([p[0] for p in parts], dtype=np.float64)))
     mean = total / n
-    sq = blockwise(lambda b, m=None: _float_sq(select(b, m), mean), *arrays)
+
+    def squared_deviations(b, m=None):
+        f = as_f64(select(b, m))
+        np.subtract(f, mean, out=f)
+        np.multiply(f, f, out=f)
+        return float(f.sum())
+
+    sq = blockwise(squared_deviations, *arrays)
     return total, float(np.sum(np.array(sq, dtype=np.float64))), n
-
-
-def _int_moments(b: np.ndarray) -> tuple[int, int, int]:
-    f = b.astype(np.float64).ravel()
-    # Each block's sums are integers below 2**53, so float64 holds them exactly.
-    return int(f.sum()), int(f @ f), f.size
-
-
-def _float_sum(b: np.ndarray) -> tuple[float, int]:
-    return float(np.sum(b, dtype=np.float64)), b.size
-
-
-def _float_sq(b: np.ndarray, mean: float) -> float:
-    d = b.astype(np.float64).ravel() - mean
-    return float(d @ d)
 
 
 def mean_std(a: np.ndarray, mask: np.ndarray | None = None, test=None) -> tuple[float, float, int]:
