@@ -294,3 +294,20 @@ def test_two_processes_can_share_the_index(tmp_path):
         assert len(index) == 200
         assert len(index.lookup([(f"/x/{k}", 1, 1) for k in range(200)])) == 200
         assert index.lookup([("/x/5", 2, 1)]) == {}  # another size: not a hit
+
+
+def test_symbolic_links_are_followed_once_and_broken_ones_reported(tmp_path):
+    data = tmp_path / "data"
+    write_ct_series(data / "series", 3)
+    (data / "loop").symlink_to(data, target_is_directory=True)  # a cycle
+    (data / "dangling.dcm").symlink_to(tmp_path / "gone.dcm")
+    result = scan(data, cache=False)
+    assert [len(s.headers) for s in result.stacks] == [3]
+    assert [(os.path.basename(s.path), s.reason) for s in result.skipped] == [("dangling.dcm", "unreadable")]
+
+
+def test_scan_files_reports_missing_files(tmp_path):
+    paths = write_ct_series(tmp_path, 2)
+    result = scan_files([*paths, tmp_path / "gone.dcm"], cache=False)
+    assert len(result.stacks[0].headers) == 2 and result.n_files == 3
+    assert [(os.path.basename(s.path), s.reason) for s in result.skipped] == [("gone.dcm", "unreadable")]

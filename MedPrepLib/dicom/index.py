@@ -24,6 +24,7 @@ failing the scan. A file that is not a valid index is moved aside and rebuilt, w
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import logging
 import os
@@ -32,15 +33,32 @@ import time
 from collections.abc import Iterable
 from pathlib import Path
 
-from .stack import FileHeader, Skipped
+from .stack import FileHeader, FrameGeometry, Skipped
 
 log = logging.getLogger(__name__)
 
 INDEX_FILENAME = "dicom-index.sqlite"
 BESIDE_DATA_FILENAME = ".medprep-index.sqlite"
 
-# Rows written by an older layout of FileHeader are ignored: the version covers the field names.
-_FORMAT = "1:" + ",".join(f.name for f in dataclasses.fields(FileHeader))
+
+def _format_version() -> str:
+    """Identity of what a row means: the FileHeader layout and the code that reads headers.
+
+    Rows written by other code (an older or newer MedPrep, whose classification or fields may
+    differ) are dropped rather than trusted.
+    """
+    digest = hashlib.sha1(",".join(f.name for f in dataclasses.fields(FileHeader)).encode())
+    digest.update(",".join(f.name for f in dataclasses.fields(FrameGeometry)).encode())
+    here = Path(__file__).parent
+    for name in ("stack.py", "header.py", "frames.py", "mosaic.py", "fastheader.py"):
+        try:
+            digest.update((here / name).read_bytes())
+        except OSError:
+            digest.update(name.encode())
+    return "2:" + digest.hexdigest()
+
+
+_FORMAT = _format_version()
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);

@@ -71,9 +71,11 @@ class ScanResult:
         """The ``medprep scan --json`` contract: ``{"series": [...], "skipped": [...]}``.
 
         Each series: id, series_instance_uid, modality, n_files, shape (x, y, z[, t]) in voxels,
-        spacing (x, y, z) in mm (z: median step between sorted slice positions along the
-        normal; None when undefined), warnings; plus description, series_number, kind,
-        n_timepoints and split (what told it apart from siblings of the same series).
+        spacing (x, y, z) in mm - three values also for 4D stacks; z is the median step between
+        the sorted slice positions along the slice normal, for a single slice
+        SpacingBetweenSlices or SliceThickness, None when unknown - and warnings; plus
+        description, series_number, kind, n_timepoints and split (what told it apart from
+        siblings of the same series).
         """
         return {
             "series": [stack_summary(s) for s in self.stacks],
@@ -203,6 +205,7 @@ def find_files(paths: str | os.PathLike | Iterable[str | os.PathLike]) -> tuple[
         if not os.path.isdir(root):
             raise InputError("no such file or folder", path=root, hint="give a DICOM folder, file or Slicer database")
         stack = [root]
+        visited = {os.path.realpath(root)}
         while stack:
             folder = stack.pop()
             try:
@@ -212,18 +215,20 @@ def find_files(paths: str | os.PathLike | Iterable[str | os.PathLike]) -> tuple[
                 continue
             for e in entries:
                 try:
-                    is_dir = e.is_dir(follow_symlinks=False)
-                    if is_dir:
+                    if e.is_dir():  # follows symbolic links; loops are cut by `visited`
                         if _is_junk(e.name) or e.name.lower() in _JUNK_DIRS:
                             junk.append(Skipped(e.path + os.sep, "not_dicom", "hidden or system folder, not searched"))
-                        else:
+                        elif os.path.realpath(e.path) not in visited:
+                            visited.add(os.path.realpath(e.path))
                             stack.append(e.path)
                         continue
-                    if not e.is_file():
-                        continue  # sockets, fifos, dangling links
                     if _is_junk(e.name):
                         junk.append(Skipped(e.path, "not_dicom", "hidden or operating-system file, not read"))
                         continue
+                    if not e.is_file():
+                        if e.is_symlink():
+                            junk.append(Skipped(e.path, "unreadable", "broken symbolic link"))
+                        continue  # sockets, fifos
                     st = e.stat()
                     found[e.path] = (e.path, st.st_size, st.st_mtime_ns)
                 except OSError as exc:
@@ -320,13 +325,18 @@ def scan_files(
     """Read and group an explicit list of files (paths, or (path, size, mtime_ns) keys)."""
     prog = as_progress(progress)
     keys: list[FileKey] = []
+    unreadable: list[Skipped] = []
     for f in files:
         if isinstance(f, tuple):
             keys.append(f)
-        else:
-            p = os.path.abspath(os.fspath(f))
+            continue
+        p = os.path.abspath(os.fspath(f))
+        try:
             st = os.stat(p)
-            keys.append((p, st.st_size, st.st_mtime_ns))
+        except OSError as exc:
+            unreadable.append(Skipped(p, "unreadable", f"cannot open: {exc.strerror}"))
+            continue
+        keys.append((p, st.st_size, st.st_mtime_ns))
     keys = sorted(set(keys))
     index = open_index(cache)
     try:
@@ -341,12 +351,12 @@ def scan_files(
             index.close()
     results = {**cached, **fresh}
     headers = [r for r in results.values() if isinstance(r, FileHeader)]
-    skipped = [r for r in results.values() if isinstance(r, Skipped)] + list(_extra_skipped or [])
+    skipped = [r for r in results.values() if isinstance(r, Skipped)] + list(_extra_skipped or []) + unreadable
     prog.update("grouping into stacks", 0.95)
     stacks, group_skipped = group_stacks(headers)
     skipped.extend(group_skipped)
     prog.update("grouping into stacks", 1.0)
-    return ScanResult(stacks=stacks, skipped=skipped, n_files=len(keys), n_cached=len(cached))
+    return ScanResult(stacks=stacks, skipped=skipped, n_files=len(keys) + len(unreadable), n_cached=len(cached))
 
 
 def scan(

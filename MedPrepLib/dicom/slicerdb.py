@@ -260,4 +260,5 @@ def scan_database(
     ]
     result = scan_files(present, cache=cache, workers=workers, progress=progress)
     result.skipped.extend(missing)
+    result.n_files += len(missing)
     return result
