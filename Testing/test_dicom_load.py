@@ -229,3 +229,14 @@ def test_load_stack_from_scan_equals_load_path(corpus):
     b = load_path(folder)
     np.testing.assert_array_equal(a.array, b.array)
     assert a.geometry.isclose(b.geometry)
+
+
+def test_overlapping_acquisitions_become_separate_stacks(tmp_path):
+    uid = new_uid()
+    write_ct_series(tmp_path / "a", 5, series_uid=uid, AcquisitionNumber=1, prefix="A")
+    write_ct_series(tmp_path / "b", 3, series_uid=uid, AcquisitionNumber=2, prefix="B", origin=(-11, -11, 5.0))
+    stacks, _ = group_stacks(_headers(tmp_path / "a") + _headers(tmp_path / "b"))
+    assert sorted(len(s.headers) for s in stacks) == [3, 5]
+    assert {s.split_key.get("acquisition") for s in stacks} == {1, 2}
+    for s in stacks:
+        assert load_stack(s).shape[0] == len(s.headers)

@@ -235,6 +235,25 @@ def _finish(series_uid: str, split_key: dict, refs: list[FrameRef], siblings_war
     )
 
 
+SEPARATE_KEYS = ("acquisition_number", "temporal_position")
+"""Keys that split repeated positions into separate 3D stacks when they cannot form one 4D
+stack (e.g. two acquisitions covering different, overlapping ranges)."""
+
+
+def _finish_or_split(series_uid: str, split_key: dict, refs: list[FrameRef]) -> list[Stack]:
+    stack = _finish(series_uid, split_key, refs, [])
+    if not _positions_repeat(refs) or stack.temporal_key is not None:
+        return [stack]
+    for key in SEPARATE_KEYS:
+        groups: dict[object, list[FrameRef]] = defaultdict(list)
+        for r in refs:
+            groups[r.key_value(key)].append(r)
+        if len(groups) > 1 and None not in groups and not any(_positions_repeat(g) for g in groups.values()):
+            name = key.replace("_number", "").replace("_position", "")
+            return [_finish(series_uid, {**split_key, name: v}, groups[v], []) for v in sorted(groups)]
+    return [stack]
+
+
 def _split_echoes(refs: list[FrameRef]) -> dict[object, list[FrameRef]] | None:
     """Split by echo when positions repeat and each echo alone repeats less."""
     if not _positions_repeat(refs):
@@ -295,10 +314,10 @@ def group_stacks(headers: list[FileHeader]) -> tuple[list[Stack], list[Skipped]]
                 key["size"] = size
             echoes = _split_echoes(members)
             if echoes is None:
-                series_stacks.append(_finish(uid, key, members, []))
+                series_stacks.extend(_finish_or_split(uid, key, members))
             else:
                 for echo in sorted(echoes, key=lambda e: float(e)):
-                    series_stacks.append(_finish(uid, {**key, "echo": echo}, echoes[echo], []))
+                    series_stacks.extend(_finish_or_split(uid, {**key, "echo": echo}, echoes[echo]))
         stacks.extend(_drop_localizers(series_stacks, skipped))
 
     # Stable, unique ids and order
