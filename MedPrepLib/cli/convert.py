@@ -8,9 +8,12 @@ leave no OUTPUT behind (writes go to a temporary name in the same folder, then r
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import tempfile
+import warnings
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -69,6 +72,29 @@ def _write_4d_nifti(volume, path: Path) -> None:
         shutil.rmtree(tmpdir, ignore_errors=True)
 
 
+@contextmanager
+def _held_log():
+    """Hold MedPrep's log records and silence library warnings while loading, so that a failure
+    prints only its one-line error; the held records are replayed by the caller on success."""
+    held: list[logging.LogRecord] = []
+
+    class _Hold(logging.Handler):
+        def emit(self, record):
+            held.append(record)
+
+    logger = logging.getLogger("MedPrepLib")
+    handler, propagate = _Hold(logging.WARNING), logger.propagate
+    logger.addHandler(handler)
+    logger.propagate = False
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield held
+    finally:
+        logger.removeHandler(handler)
+        logger.propagate = propagate
+
+
 def run(args) -> int:
     from ..dicom.load import load_path
     from ..imageio import write_image
@@ -82,11 +108,14 @@ def run(args) -> int:
         raise InputError("output folder does not exist", path=parent)
     if not os.path.exists(args.input):
         raise InputError("no such file or folder", path=args.input)
-    volume = load_path(args.input, args.series, geometry_policy=args.geometry_policy)
-    if volume.array.ndim == 4 and suffix in (".nii", ".nii.gz"):
-        _write_4d_nifti(volume, output)
-    else:
-        write_image(volume, output, overwrite=args.overwrite)
+    with _held_log() as held:
+        volume = load_path(args.input, args.series, geometry_policy=args.geometry_policy)
+        if volume.array.ndim == 4 and suffix in (".nii", ".nii.gz"):
+            _write_4d_nifti(volume, output)
+        else:
+            write_image(volume, output, overwrite=args.overwrite)
+    for record in held:
+        logging.getLogger(record.name).handle(record)
     g = volume.geometry
     shape = " x ".join(str(s) for s in g.size) + (f" x {volume.array.shape[3]}" if volume.array.ndim == 4 else "")
     print(f"wrote {output} ({shape}, spacing {', '.join(f'{s:.4g}' for s in g.spacing)} mm, {volume.dtype})")
