@@ -208,6 +208,7 @@ def medprep(slicer_core, monkeypatch):
     return module
 
 
+@pytest.mark.slicer
 def test_unbuilt_checkout_makes_medpreplib_importable_and_finds_resources(medprep):
     assert sys.path[0] == str(REPO)  # the checkout root, for `import MedPrepLib`
     assert str(REPO / "MedPrep") in sys.path  # the module folder, for `import MedPrepCore`
@@ -217,6 +218,7 @@ def test_unbuilt_checkout_makes_medpreplib_importable_and_finds_resources(medpre
         medprep.resourcePath("UI/nothing.ui")
 
 
+@pytest.mark.slicer
 def test_module_metadata_is_set(medprep):
     parent = types.SimpleNamespace()
     medprep.MedPrep(parent)
@@ -224,6 +226,7 @@ def test_module_metadata_is_set(medprep):
     assert "export" in parent.helpText.lower() and parent.acknowledgementText
 
 
+@pytest.mark.slicer
 def test_logic_process_round_trips_an_oblique_volume(medprep, scene):
     from MedPrepCore import SampleVolumes, VolumeNodes  # importable: MedPrep.py put its folder on sys.path
 
@@ -238,6 +241,7 @@ def test_logic_process_round_trips_an_oblique_volume(medprep, scene):
     assert back.geometry == volume.geometry
 
 
+@pytest.mark.slicer
 def test_logic_export_writes_into_the_folder_and_refuses_bad_folders(medprep, scene, tmp_path):
     pytest.importorskip("MedPrepLib.imageio", reason="MedPrepLib.imageio is not there yet")
     from MedPrepCore import SampleVolumes, VolumeNodes
@@ -260,6 +264,7 @@ def test_logic_export_writes_into_the_folder_and_refuses_bad_folders(medprep, sc
             logic.exportVolume(node, folder)
 
 
+@pytest.mark.slicer
 def test_module_self_test_runs_on_slicer_core(medprep, scene):
     """MedPrepTest's own steps (Slicer's loadVolume stood in by the storage node it uses)."""
     pytest.importorskip("MedPrepLib.imageio", reason="MedPrepLib.imageio is not there yet")

@@ -4,6 +4,9 @@ Run it from a checkout (no build needed) or with the extension installed::
 
     Slicer --no-main-window --python-script Testing/Slicer/batch_smoke.py
 
+Slicer executes the script in its ``__main__`` namespace (``__name__ == "__main__"``, with
+``__file__`` set); imported by anything else (pytest's doctest collection) it does nothing.
+
 It imports the module as a batch user would, builds an oblique, anisotropic volume, runs it
 through ``MedPrepLogic`` (no progress callback), exports it, reads the file back with MedPrepLib
 and with Slicer, and runs the module's own self-test. Exit status 0 when everything passed,
@@ -14,8 +17,6 @@ import os
 import sys
 import tempfile
 import traceback
-
-import slicer
 
 
 def _checkoutModuleDir() -> str:
@@ -40,6 +41,7 @@ def check(condition: bool, message: str) -> None:
 
 def main() -> int:
     import numpy as np
+    import slicer
     import vtk
 
     MedPrep = importMedPrep()
@@ -75,9 +77,17 @@ def main() -> int:
     return 0
 
 
-try:
-    status = main()
-except Exception:
-    traceback.print_exc()
-    status = 1
-slicer.util.exit(status)
+def runAndExit() -> None:
+    """Run :func:`main` and end Slicer with its status (1 and the traceback on any error)."""
+    import slicer
+
+    try:
+        status = main()
+    except Exception:
+        traceback.print_exc()
+        status = 1
+    slicer.util.exit(status)
+
+
+if __name__ == "__main__":
+    runAndExit()
