@@ -358,6 +358,9 @@ def _describe(stack, slots, slopes, intercepts, array, relative_to, policy, warn
         "temporal_key": stack.temporal_key,
         "transfer_syntax_uid": h0.transfer_syntax_uid,
         "pixel_padding_value": padding.pop() if len(padding) == 1 else (sorted(padding) or None),
+        # VOI window of the first slice, in output units (after rescale): the recipe's window step
+        "window_center": list(h0.window_center),
+        "window_width": list(h0.window_width),
         "values": "stored * RescaleSlope + RescaleIntercept (padding not masked)",
     }
     meta["provenance"] = {
