@@ -288,24 +288,25 @@ def parse_raw(path: str | os.PathLike) -> RawHeader:
         pos = 132
         ts = ""
         sop_class = ""
-        while True:
-            head = r.get(pos, 8)
-            group, elem = struct.unpack("<HH", head[:4])
+        data = r.data
+        meta = _HEAD_EXPLICIT.unpack_from
+        while True:  # file meta group: explicit VR little endian, always
+            if pos + 12 > len(data):
+                raise Declined("file meta information runs past the first block")
+            group, elem, vr, length = meta(data, pos)
             if group != 0x0002:
                 break
-            vr = head[4:6]
-            if vr in _LONG_VRS:
-                (length,) = struct.unpack("<I", r.get(pos + 8, 4))
+            if vr in _LONG_VR_CODES:
+                (length,) = _U32.unpack_from(data, pos + 8)
                 pos += 12
             else:
-                (length,) = struct.unpack("<H", head[6:8])
                 pos += 8
-            if length == _UNDEFINED:
-                raise Declined("undefined length in file meta")
+            if length == _UNDEFINED or pos + length > len(data):
+                raise Declined("unusual file meta information")
             if elem == 0x0010:
-                ts = r.get(pos, length).rstrip(b"\x00 ").decode("ascii", "replace")
+                ts = data[pos : pos + length].rstrip(b"\x00 ").decode("ascii", "replace")
             elif elem == 0x0002:
-                sop_class = r.get(pos, length).rstrip(b"\x00 ").decode("ascii", "replace")
+                sop_class = data[pos : pos + length].rstrip(b"\x00 ").decode("ascii", "replace")
             pos += length
         if not ts or ts in _DECLINED_TS:
             raise Declined(f"transfer syntax {ts or 'missing'}")
