@@ -119,6 +119,40 @@ def test_every_ui_attribute_the_module_uses_exists_in_the_ui_file():
     assert not missing, f"MedPrep.py uses self.ui.{sorted(missing)} which MedPrep.ui does not define"
 
 
+def test_user_visible_strings_are_translatable():
+    """Texts put on the panel or in the module description go through ``_()``/``translate()``."""
+    visible = {"text", "toolTip", "title", "helpText", "acknowledgementText", "labelText", "windowTitle"}
+
+    def translated(value: ast.expr) -> bool:
+        if isinstance(value, ast.IfExp):
+            return translated(value.body) and translated(value.orelse)
+        if isinstance(value, ast.Call):
+            func = value.func
+            if isinstance(func, ast.Name) and func.id in ("_", "translate"):
+                return True
+            if isinstance(func, ast.Attribute) and func.attr == "format":  # _("... {x}").format(x=...)
+                return translated(func.value)
+        return not isinstance(value, (ast.Constant, ast.JoinedStr))  # a variable, not a literal
+
+    checked = 0
+    for node in ast.walk(module_tree()):
+        if isinstance(node, ast.Assign):
+            for target in node.targets:
+                if isinstance(target, ast.Attribute) and target.attr in visible:
+                    checked += 1
+                    assert translated(node.value), f"line {node.lineno}: {ast.unparse(node)} is not translatable"
+        if (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Attribute)
+            and node.func.attr == "createProgressDialog"
+        ):
+            for keyword in node.keywords:
+                if keyword.arg in visible:
+                    checked += 1
+                    assert translated(keyword.value), f"line {node.lineno}: {keyword.arg} is not translatable"
+    assert checked >= 8  # title, helpText, acknowledgementText, button tooltips, status texts
+
+
 def test_parameter_names_in_ui_match_parameter_node_fields():
     fields = parameter_fields()
     bound = {w["parameter"]: (name, w["class"]) for name, w in ui_widgets().items() if w["parameter"]}
