@@ -113,3 +113,33 @@ def test_missing_input_and_mismatched_label(case, capsys):
     argv = ["preprocess", str(image), str(d / "o.nii.gz"), "--recipe", str(recipe), "--label", str(other)]
     assert main(argv) == EXIT_ERROR
     assert "the label's grid" in capsys.readouterr().err
+
+
+@pytest.mark.pydicom_dependent
+def test_dicom_series_padding_and_its_own_window(tmp_path, capsys):
+    """A DICOM folder in: stored PixelPaddingValue 0 (-1024 HU after rescale) becomes air, then
+    the series' own WindowCenter/WindowWidth; no identity reaches the provenance."""
+    from dicom_factory import expected_stored, write_ct_series
+
+    folder = tmp_path / "dicom"
+    write_ct_series(folder, 4, rows=12, cols=16, PixelPaddingValue=0, WindowCenter="40", WindowWidth="400")
+    recipe = tmp_path / "r.json"
+    recipe.write_text(json.dumps({"version": 1, "steps": [
+        {"op": "pad_to_air", "out_of_field": False}, {"op": "window", "from_series": True}]}))
+    out = tmp_path / "out.nii.gz"
+    assert main(["preprocess", str(folder), str(out), "--recipe", str(recipe)]) == 0
+    hu = np.stack([expected_stored(k, 12, 16) for k in range(4)]).astype(np.float64) - 1024
+    padded = hu == -1024
+    hu[padded] = -1000
+    expected = np.clip((hu + 160) / 400, 0, 1)
+    got = read_image(out)
+    np.testing.assert_allclose(got.array, expected, atol=1e-6)
+    text = (tmp_path / "out.provenance.json").read_text()
+    prov = json.loads(text)
+    assert prov["steps"][0]["record"]["padding_values"] == [-1024.0]
+    assert prov["steps"][0]["record"]["voxels_set_to_air"] == int(padded.sum()) > 0
+    assert prov["steps"][1]["record"]["windows"] == [{"level": 40.0, "width": 400.0, "source": "series"}]
+    assert "Synthetic" not in text and "SYNTH-0001" not in text
+    assert main(["preprocess", str(folder), str(tmp_path / "o2.nii.gz"), "--recipe", str(recipe),
+                 "--series", "no-such-series"]) == EXIT_ERROR
+    assert capsys.readouterr().err.count("\n") == 1

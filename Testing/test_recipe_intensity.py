@@ -39,6 +39,21 @@ def test_pad_to_air_sets_padding_and_out_of_field_voxels_to_air():
     assert res.image.array.ravel().tolist() == [-3024, -1024, -2000, -1999, -1000, 0, 40]
 
 
+def test_pad_to_air_maps_the_loaders_stored_padding_value_through_the_rescale():
+    a = np.array([[[-3024, -1024, -1000, 0, 40]]], np.int16)
+    meta = {"pixel_padding_value": 0, "provenance": {"rescale": {"slope": 1.0, "intercept": -1024.0}}}
+    res = run([{"op": "pad_to_air", "out_of_field": False}], Volume(a, metadata=meta))
+    assert res.image.array.ravel().tolist() == [-3024, -1000, -1000, 0, 40]
+    assert res.provenance["steps"][0]["record"]["padding_values"] == [-1024.0]
+    meta["pixel_padding_value"] = [0, 2]  # several values in one series
+    meta["provenance"]["rescale"]["slope"] = 2.0
+    res = run([{"op": "pad_to_air", "out_of_field": False}], Volume(a, metadata=meta))
+    assert res.provenance["steps"][0]["record"]["padding_values"] == [-1024.0, -1020.0]
+    meta["provenance"]["rescale"]["slope"] = [1.0, 2.0]
+    with pytest.raises(RecipeError, match=r"step 1 \(pad_to_air\): the series' rescale varies per slice"):
+        run([{"op": "pad_to_air"}], Volume(a, metadata=meta))
+
+
 # -- window ---------------------------------------------------------------------------------------
 
 

@@ -56,10 +56,8 @@ def read_input(path: str | Path, series: str | None = None):
         if series is not None:
             raise InputError("--series applies to DICOM input only", path=path)
         return read_image(path)
-    try:
-        from ..dicom.load import load_path
-    except ImportError:  # pragma: no cover - until the DICOM loader lands
-        raise InputError("DICOM input is not supported by this build", path=path) from None
+    from ..dicom.load import load_path
+
     return load_path(path, series=series)
 
 

@@ -159,8 +159,11 @@ def describe_array(a: np.ndarray) -> dict:
 class PadToAir(Step):
     """Set padding and out-of-field voxels to air, in the image's own units (HU for CT).
 
-    * voxels equal to the series' PixelPaddingValue — ``volume.metadata["pixel_padding_value"]``
-      as the DICOM loader stores it, already in HU — or to ``padding_value`` if given;
+    * voxels equal to the series' PixelPaddingValue, or to ``padding_value`` (image units) if
+      given. The DICOM loader keeps PixelPaddingValue as stored (``metadata
+      ["pixel_padding_value"]``, one value or a list) with the rescale it applied (``metadata
+      ["provenance"]["rescale"]``); it is mapped to image units by ``stored * slope +
+      intercept``. A per-slice rescale makes that ambiguous: give ``padding_value`` then;
     * voxels at or below ``threshold`` (default -2000 HU: the out-of-field value of many
       scanners, outside the reconstruction circle), unless ``"out_of_field": false``.
 
@@ -198,11 +201,11 @@ class PadToAir(Step):
         }
 
     def apply(self, image, label, ctx):
-        pad = self.padding_value
-        if pad == "metadata":
-            pad = image.metadata.get("pixel_padding_value")
-        elif pad == "none":
-            pad = None
+        pads: list[float] = []
+        if self.padding_value == "metadata":
+            pads = series_padding_values(image.metadata, ctx.where)
+        elif self.padding_value != "none":
+            pads = [float(self.padding_value)]
         a = image.array
         out = output_array(image, ctx, a.dtype)
         air = a.dtype.type(self.air)
@@ -213,14 +216,30 @@ class PadToAir(Step):
             if src is not dst:
                 np.copyto(dst, src)
             m = src <= self.threshold if self.out_of_field else np.zeros(src.shape, bool)
-            if pad is not None:
+            for pad in pads:
                 m |= src == pad
             np.copyto(dst, air, where=m)
             return int(np.count_nonzero(m))
 
         replaced = sum(blockwise(fn, a, out))
-        record = {"padding_value": None if pad is None else float(pad), "voxels_set_to_air": replaced}
+        record = {"padding_values": pads, "voxels_set_to_air": replaced}
         return image.with_array(out), label, record
+
+
+def series_padding_values(metadata: dict, where: str) -> list[float]:
+    """PixelPaddingValue(s) of a loaded DICOM series in image units (see :class:`PadToAir`)."""
+    stored = metadata.get("pixel_padding_value")
+    if stored is None:
+        return []
+    stored = stored if isinstance(stored, list) else [stored]
+    rescale = (metadata.get("provenance") or {}).get("rescale") or {}
+    slope, intercept = rescale.get("slope", 1.0), rescale.get("intercept", 0.0)
+    if isinstance(slope, list) or isinstance(intercept, list):
+        raise RecipeError(
+            f"{where}: the series' rescale varies per slice, so its PixelPaddingValue has no single value in HU",
+            hint='give "padding_value" in image units, or "padding_value": "none"',
+        )
+    return [float(v) * float(slope) + float(intercept) for v in stored]
 
 
 @register
