@@ -311,3 +311,14 @@ def test_scan_files_reports_missing_files(tmp_path):
     result = scan_files([*paths, tmp_path / "gone.dcm"], cache=False)
     assert len(result.stacks[0].headers) == 2 and result.n_files == 3
     assert [(os.path.basename(s.path), s.reason) for s in result.skipped] == [("gone.dcm", "unreadable")]
+
+
+def test_repeated_positions_without_a_time_key_count_distinct_slices(tmp_path):
+    from pydicom.uid import generate_uid
+
+    uid = generate_uid()
+    write_ct_series(tmp_path, 3, series_uid=uid, prefix="A")
+    write_ct_series(tmp_path, 3, series_uid=uid, prefix="B")  # same positions, other instances
+    (s,) = scan(tmp_path, cache=False).to_json_dict()["series"]
+    assert s["n_files"] == 6 and s["shape"] == [8, 8, 3]
+    assert any("repeat" in w for w in s["warnings"])

@@ -120,7 +120,6 @@ def _geometry(stack: Stack) -> tuple[list, list, list[str]]:
     n_units = len(stack_refs(stack))
     n_t = max(stack.n_timepoints, 1)
     z = (n_units * per_unit) // n_t
-    shape = [cols, rows, z] + ([n_t] if n_t > 1 else [])
     first = next((f for h in stack.headers for f in h.frames if f.pixel_spacing is not None), None)
     sx = sy = None
     if first is not None:
@@ -133,6 +132,9 @@ def _geometry(stack: Stack) -> tuple[list, list, list[str]]:
         for v in sorted(float(p @ normal) for p in positions):
             if not along or v - along[-1] > POSITION_TOL_MM:
                 along.append(v)
+        if len(positions) == (per_unit if stack.kind == "mosaic" else n_units):
+            # Distinct positions: what loads when repeats are exact duplicates (dropped).
+            z = len(along)
         steps = np.diff(along)
         if len(steps):
             sz = float(statistics.median(steps))
@@ -155,6 +157,7 @@ def _geometry(stack: Stack) -> tuple[list, list, list[str]]:
         h = stack.headers[0]
         sz = h.extra.get("spacing_between_slices") or h.slice_thickness
     spacing = [_round(sx), _round(sy), _round(sz)]
+    shape = [cols, rows, z] + ([n_t] if n_t > 1 else [])
     return shape, spacing, warnings
 
 
