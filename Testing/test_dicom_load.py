@@ -240,3 +240,17 @@ def test_overlapping_acquisitions_become_separate_stacks(tmp_path):
     assert {s.split_key.get("acquisition") for s in stacks} == {1, 2}
     for s in stacks:
         assert load_stack(s).shape[0] == len(s.headers)
+
+
+@pytest.mark.parametrize(("shift_mm", "resampled"), [(0.004, False), (0.5, True)])
+def test_position_jitter_is_reported_a_real_irregularity_resampled(tmp_path, shift_mm, resampled):
+    paths = write_ct_series(tmp_path, 5, step=2.5)
+    ds = pydicom.dcmread(paths[2])
+    x, y, z = (float(v) for v in ds.ImagePositionPatient)
+    ds.ImagePositionPatient = [f"{x:.6f}", f"{y:.6f}", f"{z + shift_mm:.6f}"]
+    save(ds, paths[2])
+    vol = load_path(tmp_path)
+    assert vol.metadata["regularized"] is resampled
+    if not resampled:
+        assert any("deviate up to 0.0040 mm" in w for w in vol.metadata["warnings"])
+        np.testing.assert_array_equal(vol.array[2], expected_stored(2, 24, 32) - 1024)

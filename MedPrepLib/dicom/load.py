@@ -32,7 +32,7 @@ from ..progress import ProgressCallback, as_progress
 from ..volume import Volume
 from .group import POSITION_TOL_MM, stack_refs
 from .pixels import apply_modality_lut, read_frames_into, stored_dtype, tile_shape
-from .regularize import describe_problem, measure
+from .regularize import EXACT_MM, describe_problem, measure
 from .regularize import regularize as resample_onto_regular_grid
 from .stack import FileHeader, FrameGeometry, Skipped, Stack
 
@@ -278,6 +278,11 @@ def load_stack(
     exact[:3, 2] = normal * dz + (geo.drift_per_step if n_z > 1 else 0.0)
     exact[:3, 3] = positions[0]
     regular = n_z == 1 or geo.regular
+    if regular and n_z > 1 and geo.max_deviation > EXACT_MM:
+        warnings.append(
+            f"slice positions deviate up to {geo.max_deviation:.4f} mm from a regular grid "
+            "(below the resampling threshold; geometry kept as regular)"
+        )
     metadata["regular_geometry"] = bool(regular)
     if not geo.uneven and not geo.irregular_drift:
         metadata["affine_lps"] = exact.tolist()

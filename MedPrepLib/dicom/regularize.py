@@ -22,7 +22,15 @@ from dataclasses import dataclass
 import numpy as np
 
 TOL_MM = 0.01
-"""Largest deviation (mm) of a slice position from the regular grid still treated as regular."""
+"""Largest sideways drift (mm) of a slice position still treated as untilted."""
+
+STEP_TOL_FRACTION = 0.01
+"""Largest deviation of a slice from equal steps, as a fraction of the step (at least
+``TOL_MM``), still treated as evenly spaced: rounding jitter of ImagePositionPatient must
+not trigger resampling; a missing slice deviates by a whole step."""
+
+EXACT_MM = 1e-3
+"""Deviations above this (mm) but below the thresholds above are reported, not corrected."""
 
 
 @dataclass(frozen=True)
@@ -49,7 +57,12 @@ class StackGeometry:
 
     @property
     def uneven(self) -> bool:
-        return self.max_step_error > TOL_MM
+        return self.max_step_error > max(TOL_MM, STEP_TOL_FRACTION * abs(self.step))
+
+    @property
+    def max_deviation(self) -> float:
+        """Largest distance (mm) of a slice from the regular grid through the first and last slice."""
+        return max(self.max_step_error, self.max_drift_error, float(np.abs(self.drifts).max(initial=0.0)))
 
     @property
     def irregular_drift(self) -> bool:
