@@ -8,7 +8,7 @@ explicit VR little endian), keeps only the elements :class:`~MedPrepLib.dicom.st
 needs, skips everything else by its length (nested sequences included), and stops at the
 pixel data, recording where it starts and how long it is.
 
-It *declines* (returns None) whenever the file is anything but plain: no preamble/``DICM``,
+It *declines* (raises :class:`Declined`) whenever the file is anything but plain: no preamble/``DICM``,
 deflated or big-endian transfer syntax, enhanced multi-frame objects, Siemens mosaics (their
 geometry lives in the CSA header), non-ASCII text in the elements we keep, malformed lengths,
 no pixel data. :func:`read_header_fast` then falls back to :func:`~MedPrepLib.dicom.header.read_header`
@@ -35,37 +35,14 @@ IMPLICIT_LE = "1.2.840.10008.1.2"
 EXPLICIT_LE = "1.2.840.10008.1.2.1"
 _DECLINED_TS = {"1.2.840.10008.1.2.1.99", "1.2.840.10008.1.2.2"}
 
-_LONG_VRS = {b"OB", b"OW", b"OF", b"OD", b"OL", b"OV", b"SQ", b"UC", b"UR", b"UT", b"UN", b"SV", b"UV"}
-_SHORT_VRS = {
-    b"AE",
-    b"AS",
-    b"AT",
-    b"CS",
-    b"DA",
-    b"DS",
-    b"DT",
-    b"FL",
-    b"FD",
-    b"IS",
-    b"LO",
-    b"LT",
-    b"PN",
-    b"SH",
-    b"SL",
-    b"SS",
-    b"ST",
-    b"TM",
-    b"UI",
-    b"UL",
-    b"US",
-}
+_LONG_VRS = set(b"OB OW OF OD OL OV SQ UC UR UT UN SV UV".split())  # 2 reserved bytes + 4-byte length
+_SHORT_VRS = set(b"AE AS AT CS DA DS DT FL FD IS LO LT PN SH SL SS ST TM UI UL US".split())  # 2-byte length
 _HEAD_EXPLICIT = struct.Struct("<HHHH")  # group, element, VR (2 ASCII bytes as an integer), length
 _HEAD_IMPLICIT = struct.Struct("<HHI")
 _U32 = struct.Struct("<I")
 _UNDEFINED = 0xFFFFFFFF
 _PIXEL_DATA = 0x7FE00010
 _ITEM = 0xFFFEE000
-_ITEM_END = 0xFFFEE00D
 _SEQ_END = 0xFFFEE0DD
 
 # Elements kept, with the VR used when the file does not say (implicit VR).
@@ -182,10 +159,10 @@ def _skip_undefined_sequence(r: _Reader, pos: int, implicit: bool) -> int:
         if length != _UNDEFINED:
             pos += length
             continue
-        pos = _walk(r, pos, implicit)
+        pos = _skip_item(r, pos, implicit)
 
 
-def _walk(r: _Reader, pos: int, implicit: bool) -> int:
+def _skip_item(r: _Reader, pos: int, implicit: bool) -> int:
     """Skip the elements of an undefined-length item from ``pos``; position after its delimiter."""
     while True:
         group, elem, length = struct.unpack("<HHI", r.get(pos, 8))
