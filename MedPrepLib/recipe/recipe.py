@@ -56,22 +56,8 @@ from .base import STEP_TYPES, RunContext, Step
 SCHEMA_VERSION = 1
 PROVENANCE_FORMAT = "medprep-provenance"
 
-# Step modules register their ops on import. The geometric ones (resample, orient, crop) are
-# written in parallel; they join this list as they land.
-from . import bias, intensity, normalize, window  # noqa: E402, F401
-
-try:  # geometric steps, written in parallel: the guard goes once they are committed
-    from . import resample  # noqa: F401
-except ImportError:  # pragma: no cover - transitional
-    pass
-try:
-    from . import orient  # noqa: F401
-except ImportError:  # pragma: no cover - transitional
-    pass
-try:
-    from . import crop  # noqa: F401
-except ImportError:  # pragma: no cover - transitional
-    pass
+# Step modules register their ops on import.
+from . import bias, crop, intensity, normalize, orient, resample, window  # noqa: E402, F401
 
 
 @dataclass
