@@ -322,3 +322,23 @@ def test_repeated_positions_without_a_time_key_count_distinct_slices(tmp_path):
     (s,) = scan(tmp_path, cache=False).to_json_dict()["series"]
     assert s["n_files"] == 6 and s["shape"] == [8, 8, 3]
     assert any("repeat" in w for w in s["warnings"])
+
+
+_PARENT = os.getpid()
+_ORIGINAL_READ_CHUNK = scan_module._read_chunk
+
+
+def _die_in_worker(paths):
+    if os.getpid() != _PARENT:
+        os._exit(3)  # a worker crashing hard (out of memory, a codec segfault ...)
+    return _ORIGINAL_READ_CHUNK(paths)
+
+
+def test_a_crashing_worker_does_not_lose_files(tmp_path, monkeypatch, caplog):
+    monkeypatch.setattr(scan_module, "_CHUNK", 3)
+    monkeypatch.setattr(scan_module, "_read_chunk", _die_in_worker)
+    write_ct_series(tmp_path, 10)
+    with caplog.at_level(logging.WARNING):
+        result = scan(tmp_path, cache=False, workers=2)
+    assert [len(s.headers) for s in result.stacks] == [10] and not result.skipped
+    assert any("process died" in r.getMessage() for r in caplog.records)

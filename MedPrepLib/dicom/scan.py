@@ -16,6 +16,7 @@ may return True to cancel (:class:`~MedPrepLib.errors.CancelledError`).
 
 from __future__ import annotations
 
+import logging
 import math
 import multiprocessing
 import os
@@ -23,6 +24,7 @@ import statistics
 import sys
 from collections.abc import Iterable
 from concurrent.futures import FIRST_COMPLETED, Executor, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -34,6 +36,8 @@ from .group import POSITION_TOL_MM, group_stacks, slice_normal, stack_refs
 from .header import SkipFile
 from .index import FileKey, open_index
 from .stack import FileHeader, Skipped, Stack
+
+log = logging.getLogger(__name__)
 
 # Names never read as data: OS metadata and our own index file.
 _JUNK_FILES = {"thumbs.db", "desktop.ini", "ehthumbs.db", "icon\r"}
@@ -257,13 +261,15 @@ def _read_chunk(paths: list[str]) -> list[FileHeader | Skipped]:
 
 
 def _executor(workers: int) -> Executor:
-    # fork is cheap and inherits the imports; inside Slicer (Qt) forking is unsafe -> spawn.
-    method = "fork" if sys.platform.startswith("linux") and "slicer" not in sys.modules else "spawn"
+    # fork is cheap and inherits the imports (Linux); elsewhere the platform's default (spawn).
+    method = "fork" if sys.platform.startswith("linux") else None
     return ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context(method))
 
 
 def _default_workers(n: int) -> int:
-    if n < PARALLEL_MIN_FILES:
+    if n < PARALLEL_MIN_FILES or "slicer" in sys.modules:
+        # Small jobs: starting processes costs more than it saves. Inside Slicer (Qt, an
+        # embedded interpreter) worker processes are not safe to fork or spawn.
         return 1
     return max(1, min(os.cpu_count() or 1, 8))
 
@@ -296,17 +302,35 @@ def read_headers(
         for chunk in chunks:
             finish(chunk, _read_chunk([k[0] for k in chunk]))
         return results
-    pool = _executor(workers)
+    try:
+        pool = _executor(workers)
+    except (OSError, ValueError) as exc:
+        log.warning("cannot start header-reading processes (%s); reading in this process", exc)
+        for chunk in chunks:
+            finish(chunk, _read_chunk([k[0] for k in chunk]))
+        return results
+    queue = list(reversed(chunks))
     try:
         pending: dict[Future, list[FileKey]] = {}
-        queue = list(reversed(chunks))
         while queue or pending:
             while queue and len(pending) < 2 * workers:
                 chunk = queue.pop()
                 pending[pool.submit(_read_chunk, [k[0] for k in chunk])] = chunk
             ready, _ = wait(pending, return_when=FIRST_COMPLETED)
             for fut in ready:
-                finish(pending.pop(fut), fut.result())
+                chunk = pending.pop(fut)
+                try:
+                    out = fut.result()
+                except BrokenProcessPool:
+                    log.warning("a header-reading process died; reading the rest in this process")
+                    queue.extend(pending.values())
+                    pending.clear()
+                    queue.append(chunk)
+                    pool.shutdown(wait=False, cancel_futures=True)
+                    for rest in queue:
+                        finish(rest, _read_chunk([k[0] for k in rest]))
+                    return results
+                finish(chunk, out)
     except BaseException:
         pool.shutdown(wait=False, cancel_futures=True)
         raise
