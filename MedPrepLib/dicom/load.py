@@ -30,7 +30,7 @@ from ..errors import DicomError, GeometryError, InputError, SeriesSelectionError
 from ..geometry import Geometry
 from ..progress import ProgressCallback, as_progress
 from ..volume import Volume
-from .group import POSITION_TOL_MM, stack_refs
+from .group import ORIENTATION_TOL, POSITION_TOL_MM, stack_refs
 from .pixels import apply_modality_lut, read_frames_into, stored_dtype, tile_shape
 from .regularize import EXACT_MM, describe_problem, measure
 from .regularize import regularize as resample_onto_regular_grid
@@ -94,8 +94,9 @@ def _collect(stack: Stack) -> list[_Slice]:
         )
     normal /= norm
     out = []
+    tolerance = 2 * ORIENTATION_TOL  # grouping clusters within ORIENTATION_TOL of a representative
     for h, f, t in entries:
-        if np.max(np.abs(np.asarray(f.orientation) - first)) > 1e-3:
+        if np.max(np.abs(np.asarray(f.orientation) - first)) > tolerance:
             raise GeometryError(
                 f"slices of one stack have different orientations ({_names([entries[0][0].path, h.path])})",
                 path=h.path,
