@@ -70,8 +70,9 @@ class MedPrep(ScriptedLoadableModule):
         self.parent.contributors = ["MedPrep developers"]
         self.parent.helpText = _(
             "Turn clinical images into clean, reproducible deep-learning data, with exact geometry. "
-            "Now: export a volume to NIfTI, NRRD or MetaImage with its grid preserved, or run it "
-            "through MedPrep into a new volume. DICOM series discovery and preprocessing recipes follow."
+            "Run a volume through a MedPrep preprocessing recipe (a JSON file: windowing, normalization, "
+            "resampling, reorientation, cropping...) into a new volume that records what was done, or "
+            "export it to NIfTI, NRRD or MetaImage with its grid preserved. DICOM series discovery follows."
         )
         self.parent.acknowledgementText = _(
             "MedPrep builds on 3D Slicer, SimpleITK, pydicom, numpy and scipy. "
@@ -95,6 +96,7 @@ class MedPrepParameterNode:
     """The panel's state, saved with the scene.
 
     inputVolume - the volume to process or export (scalar, label map or vector volume).
+    recipePath - a MedPrep recipe JSON file run by Apply; unset (".") copies the volume as is.
     transformPolicy - a volume under a transform: "refuse" it, or "harden" a linear transform
         into the output grid (the input node is not changed).
     outputFolder - where Export writes the file.
@@ -103,6 +105,7 @@ class MedPrepParameterNode:
     """
 
     inputVolume: vtkMRMLScalarVolumeNode
+    recipePath: pathlib.Path
     transformPolicy: Annotated[str, Choice(["refuse", "harden"])] = "refuse"
     outputFolder: pathlib.Path
     outputFormat: Annotated[str, Choice([".nii.gz", ".nrrd", ".mha"])] = ".nii.gz"
@@ -184,7 +187,9 @@ class MedPrepWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         hasFolder = bool(self._parameterNode and str(self._parameterNode.outputFolder) not in ("", "."))
         self.ui.applyButton.enabled = hasInput
         self.ui.applyButton.toolTip = (
-            _("Run the input volume through MedPrep into a new volume") if hasInput else _("Select an input volume")
+            _("Run the recipe on the input volume into a new volume (no recipe: a copy)")
+            if hasInput
+            else _("Select an input volume")
         )
         self.ui.exportButton.enabled = hasInput and hasFolder
         self.ui.exportButton.toolTip = (
@@ -224,7 +229,10 @@ class MedPrepWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         outputVolume = self._runWithProgress(
             _("MedPrep: processing"),
             lambda progressCallback: self.logic.process(
-                parameters.inputVolume, transformPolicy=parameters.transformPolicy, progressCallback=progressCallback
+                parameters.inputVolume,
+                parameters.recipePath,
+                transformPolicy=parameters.transformPolicy,
+                progressCallback=progressCallback,
             ),
         )
         if outputVolume is not None:
@@ -273,17 +281,20 @@ class MedPrepLogic(ScriptedLoadableModuleLogic):
 
         return VolumeNodes.volumeFromNode(inputVolume, transformPolicy=transformPolicy)
 
-    def process(self, inputVolume, steps=(), outputName=None, transformPolicy: str = "refuse", progressCallback=None):
-        """Run ``inputVolume`` through MedPrep recipe ``steps`` into a new volume node (returned).
+    def process(
+        self, inputVolume, recipe=None, outputName=None, transformPolicy: str = "refuse", progressCallback=None
+    ):
+        """Run ``inputVolume`` through a MedPrep ``recipe`` into a new volume node (returned).
 
-        Without steps the new node holds the same voxels on the same grid (what the panel's
-        Apply does until recipes arrive).
+        ``recipe``: a ``MedPrepLib.recipe.Recipe``, its JSON dict, or a path to a recipe JSON
+        file; None (or an unset path) copies the volume unchanged. The recipe run's provenance
+        is stored as JSON in the output node's attribute "MedPrep.provenance".
         """
         from MedPrepCore import Processing
 
         return Processing.processVolumeNode(
             inputVolume,
-            steps,
+            recipe,
             outputName=outputName,
             transformPolicy=transformPolicy,
             progressCallback=progressCallback,
@@ -333,6 +344,8 @@ class MedPrepTest(ScriptedLoadableModuleTest):
         self.setUp()
         self.test_ObliqueVolumeRoundTrip()
         self.setUp()
+        self.test_RecipeKeepsPhysicalPositions()
+        self.setUp()
         self.test_ExportReadsBackWithSameGeometry()
 
     def _obliqueVolumeNode(self, volume):
@@ -366,6 +379,30 @@ class MedPrepTest(ScriptedLoadableModuleTest):
             logic.process(inputVolume)
         hardened = logic.volume(inputVolume, transformPolicy="harden")  # identity transform
         self.assertTrue(hardened.geometry.isclose(volume.geometry, atol_mm=1e-9, atol_dir=1e-12))
+        self.delayDisplay("Test passed")
+
+    def test_RecipeKeepsPhysicalPositions(self):
+        import json
+
+        import numpy as np
+        from MedPrepCore import SampleVolumes
+
+        self.delayDisplay("Recipe: reorient to RAS, then clip and scale")
+        volume = SampleVolumes.obliqueVolume(np.int16)
+        inputVolume = self._obliqueVolumeNode(volume)
+        recipe = {
+            "version": 1,
+            "steps": [{"op": "reorient", "to": "RAS"}, {"op": "clip_scale", "min": -1000, "max": 400}],
+        }
+        outputVolume = MedPrepLogic().process(inputVolume, recipe)
+        output = MedPrepLogic().volume(outputVolume)
+        self.assertEqual(output.geometry.orientation, "RAS")
+        # the voxel at the physical centre of input voxel (i, j, k) = (6, 0, 4) is the same voxel
+        point = volume.geometry.index_to_physical([6, 0, 4])
+        i, j, k = np.round(output.geometry.physical_to_index(point)).astype(int)
+        self.assertAlmostEqual(float(output.array[k, j, i]), (volume.array[4, 0, 6] + 1000) / 1400, places=5)
+        provenance = json.loads(outputVolume.GetAttribute("MedPrep.provenance"))
+        self.assertEqual([step["op"] for step in provenance["steps"]], ["reorient", "clip_scale"])
         self.delayDisplay("Test passed")
 
     def test_ExportReadsBackWithSameGeometry(self):

@@ -9,6 +9,7 @@ back in MedPrepLib with the same grid and voxels, and the other way round.
 from __future__ import annotations
 
 import doctest
+import json
 import sys
 from pathlib import Path
 
@@ -28,7 +29,7 @@ sys.path.insert(0, str(REPO / "MedPrep"))
 
 from MedPrepCore import Processing, SampleVolumes, VolumeNodes  # noqa: E402
 
-from MedPrepLib.errors import CancelledError, InputError, InvalidImageError, MedPrepError  # noqa: E402
+from MedPrepLib.errors import CancelledError, InputError, InvalidImageError, MedPrepError, RecipeError  # noqa: E402
 from MedPrepLib.geometry import Geometry  # noqa: E402
 from MedPrepLib.volume import Volume  # noqa: E402
 
@@ -331,17 +332,10 @@ def test_file_written_by_medpreplib_reads_in_slicer_storage_node(scene, tmp_path
 # --- the module's processing, without GUI --------------------------------------------------
 
 
-class _Negate:
-    """A minimal recipe step (the Step contract of MedPrepLib.recipe.base) for the plumbing."""
-
-    op = "negate"
-
-    def apply(self, image, label, ctx):
-        ctx.progress.update("negating", 0.5)
-        return image.with_array(-image.array), label, {"op": self.op}
+CLIP_SCALE = {"version": 1, "steps": [{"op": "clip_scale", "min": -1000, "max": 400}]}
 
 
-def test_process_without_steps_gives_an_identical_new_node(scene):
+def test_process_without_recipe_gives_an_identical_new_node(scene):
     volume = SampleVolumes.obliqueVolume(np.int16)
     inputNode = VolumeNodes.nodeFromVolume(scene, volume, "CT")
     seen = []
@@ -349,23 +343,80 @@ def test_process_without_steps_gives_an_identical_new_node(scene):
     assert outputNode is not inputNode and outputNode.GetScene() is scene
     assert outputNode.GetName() == "CT MedPrep"
     assertSameVolume(volume, VolumeNodes.volumeFromNode(outputNode))
+    assert outputNode.GetAttribute(Processing.PROVENANCE_ATTRIBUTE) is None
     assert seen[0] == 0.0 and seen[-1] == 1.0 and seen == sorted(seen)
+    # an unset path field of the panel ("." or "") means no recipe too
+    assertSameVolume(volume, VolumeNodes.volumeFromNode(Processing.processVolumeNode(inputNode, Path("."))))
 
 
-def test_process_applies_steps_and_keeps_label_maps_label_maps(scene):
-    volume = SampleVolumes.obliqueVolume(np.float32)
-    out = Processing.processVolumeNode(VolumeNodes.nodeFromVolume(scene, volume, "CT"), [_Negate()], outputName="neg")
-    np.testing.assert_array_equal(VolumeNodes.volumeFromNode(out).array, -volume.array)
+def test_process_runs_a_recipe_and_records_its_provenance(scene, tmp_path):
+    volume = SampleVolumes.obliqueVolume(np.int16)
+    inputNode = VolumeNodes.nodeFromVolume(scene, volume, "CT")
+    recipeFile = tmp_path / "recipe.json"
+    recipeFile.write_text(json.dumps(CLIP_SCALE))
+    for recipe in (CLIP_SCALE, recipeFile, str(recipeFile)):
+        out = VolumeNodes.volumeFromNode(Processing.processVolumeNode(inputNode, recipe, outputName="scaled"))
+        expected = np.clip((volume.array.astype(np.float64) + 1000) / 1400, 0, 1)
+        np.testing.assert_allclose(out.array, expected, rtol=0, atol=1e-6)
+        assert out.geometry == volume.geometry
+    node = scene.GetFirstNodeByName("scaled")
+    provenance = json.loads(node.GetAttribute(Processing.PROVENANCE_ATTRIBUTE))
+    assert [step["op"] for step in provenance["steps"]] == ["clip_scale"]
+    assert Geometry.from_dict(provenance["input"]["image"]["geometry"]) == volume.geometry
+
+
+def test_process_with_a_geometric_recipe_keeps_every_voxel_at_its_physical_place(scene):
+    volume = SampleVolumes.obliqueVolume(np.int16)
+    inputNode = VolumeNodes.nodeFromVolume(scene, volume, "CT")
+    recipe = {"version": 1, "steps": [{"op": "reorient", "to": "RAS"}]}
+    out = VolumeNodes.volumeFromNode(Processing.processVolumeNode(inputNode, recipe))
+    assert out.geometry.orientation == "RAS" and volume.geometry.orientation != "RAS"
+    k, j, i = np.indices(volume.shape).reshape(3, -1)
+    points = volume.geometry.index_to_physical(np.stack([i, j, k], axis=-1))
+    index = out.geometry.physical_to_index(points)
+    np.testing.assert_allclose(index, np.round(index), atol=1e-6)  # reorienting never resamples
+    x, y, z = np.round(index).astype(int).T
+    np.testing.assert_array_equal(out.array[z, y, x], volume.array[k, j, i])
+
+
+def test_process_refuses_a_recipe_on_a_label_map_but_copies_it(scene):
     labels = VolumeNodes.nodeFromVolume(scene, SampleVolumes.obliqueLabelMap(), "seg", labelmap=True)
-    assert Processing.processVolumeNode(labels).IsA("vtkMRMLLabelMapVolumeNode")
+    with pytest.raises(RecipeError, match="label map"):
+        Processing.processVolumeNode(labels, CLIP_SCALE)
+    copy = Processing.processVolumeNode(labels)
+    assert copy.IsA("vtkMRMLLabelMapVolumeNode")
+    np.testing.assert_array_equal(VolumeNodes.volumeFromNode(copy).array, SampleVolumes.obliqueLabelMap().array)
+
+
+def test_process_reports_a_bad_recipe_by_step_and_parameter(scene, tmp_path):
+    inputNode = VolumeNodes.nodeFromVolume(scene, SampleVolumes.obliqueVolume(), "CT")
+    bad = {"version": 1, "steps": [{"op": "clip_scale", "min": 5, "max": 1}]}
+    with pytest.raises(RecipeError, match=r"step 1 \(clip_scale\).*'max'"):
+        Processing.processVolumeNode(inputNode, bad)
+    with pytest.raises(InputError, match="recipe file not found"):
+        Processing.processVolumeNode(inputNode, tmp_path / "missing.json")
 
 
 def test_process_can_be_cancelled_and_then_adds_no_node(scene):
     inputNode = VolumeNodes.nodeFromVolume(scene, SampleVolumes.obliqueVolume(), "CT")
     before = scene.GetNumberOfNodesByClass("vtkMRMLScalarVolumeNode")
+    labels = []
+
+    def cancelInFirstStep(label, fraction):
+        labels.append(label)
+        return label.startswith("step 1")
+
     with pytest.raises(CancelledError):
-        Processing.processVolumeNode(inputNode, [_Negate()], progressCallback=lambda label, f: label == "negating")
+        Processing.processVolumeNode(inputNode, CLIP_SCALE, progressCallback=cancelInFirstStep)
+    assert any(label.startswith("step 1") for label in labels)
     assert scene.GetNumberOfNodesByClass("vtkMRMLScalarVolumeNode") == before
+
+
+def test_failed_conversion_adds_no_node(scene):
+    before = scene.GetNumberOfNodes()
+    with pytest.raises(InvalidImageError):
+        VolumeNodes.nodeFromVolume(scene, Volume(np.zeros((2, 2, 2), np.complex64)), "c")
+    assert scene.GetNumberOfNodes() == before
 
 
 def test_export_writes_exact_geometry_and_never_overwrites(scene, tmp_path):

@@ -300,7 +300,7 @@ def test_logic_export_writes_into_the_folder_and_refuses_bad_folders(medprep, sc
 
 @pytest.mark.slicer
 def test_module_self_test_runs_on_slicer_core(medprep, scene):
-    """MedPrepTest's own steps (Slicer's loadVolume stood in by the storage node it uses)."""
+    """MedPrepTest as Slicer runs it (Slicer's loadVolume stood in by the storage node it uses)."""
     pytest.importorskip("MedPrepLib.imageio", reason="MedPrepLib.imageio is not there yet")
     test = medprep.MedPrepTest()
     test.setUp()
@@ -308,4 +308,4 @@ def test_module_self_test_runs_on_slicer_core(medprep, scene):
     assert scene.GetNumberOfNodesByClass("vtkMRMLScalarVolumeNode") == 2
     test.setUp()
     assert scene.GetNumberOfNodesByClass("vtkMRMLScalarVolumeNode") == 0  # setUp clears the scene
-    test.test_ExportReadsBackWithSameGeometry()
+    test.runTest()  # every test method, in Slicer's order

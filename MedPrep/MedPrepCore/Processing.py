@@ -1,8 +1,8 @@
 """What the MedPrep module does with a volume node, without any GUI.
 
-* :func:`processVolumeNode` — read a volume node into MedPrepLib, run MedPrep recipe steps
-  over it (none yet from the panel; the recipe work adds them) and put the result into a new
-  node of the same scene;
+* :func:`processVolumeNode` — read a volume node into MedPrepLib, run a preprocessing recipe
+  over it (:mod:`MedPrepLib.recipe`) and put the result into a new node of the same scene, with
+  the run's provenance (JSON) in the node attribute :data:`PROVENANCE_ATTRIBUTE`;
 * :func:`exportVolumeNode` — write a volume node to an image file through MedPrepLib
   (geometry exact, atomic write, never overwriting without ``overwrite=True``).
 
@@ -14,11 +14,13 @@ them directly.
 
 from __future__ import annotations
 
+import json
+import os
 import pathlib
 import re
-from collections.abc import Sequence
+from typing import Any
 
-from MedPrepLib.errors import ExportError
+from MedPrepLib.errors import ExportError, RecipeError
 from MedPrepLib.progress import ProgressCallback, as_progress
 
 from . import VolumeNodes
@@ -26,38 +28,69 @@ from . import VolumeNodes
 EXPORT_FORMATS = (".nii.gz", ".nrrd", ".mha")
 """File endings the panel offers for export (MedPrepLib.imageio writes them losslessly)."""
 
+PROVENANCE_ATTRIBUTE = "MedPrep.provenance"
+"""Node attribute holding the JSON provenance of the recipe run that made the node."""
+
+
+def asRecipe(recipe: Any):
+    """A :class:`MedPrepLib.recipe.Recipe` from a Recipe, its JSON dict, a path to a JSON file, or None.
+
+    None, an empty string and ``"."`` (an unset path field of the panel) mean "no recipe" and
+    give None.
+    """
+    from MedPrepLib.recipe import Recipe
+
+    if recipe is None or isinstance(recipe, Recipe):
+        return recipe
+    if isinstance(recipe, dict):
+        return Recipe.from_dict(recipe)
+    if isinstance(recipe, (str, os.PathLike)):
+        if str(recipe) in ("", "."):
+            return None
+        return Recipe.load(recipe)
+    raise RecipeError(f"a recipe must be a Recipe, a JSON dict or a file path, got {type(recipe).__name__}")
+
 
 def processVolumeNode(
     inputVolume,
-    steps: Sequence = (),
+    recipe: Any = None,
     *,
     outputName: str | None = None,
     transformPolicy: str = "refuse",
     progressCallback: ProgressCallback | None = None,
 ):
-    """Run ``inputVolume`` through MedPrep ``steps`` into a new volume node; returns the node.
+    """Run ``inputVolume`` through a preprocessing ``recipe`` into a new volume node; returns the node.
 
-    ``steps`` are :class:`MedPrepLib.recipe.base.Step` objects applied in order to the image
-    (no label). With no steps the output is the input as MedPrep sees it — same voxels, same
-    grid — which is what the panel's Apply does until recipes arrive. The output is added to the
-    input's scene, named ``outputName`` (default: input name + " MedPrep"), as a label map if
-    the input is one. A linear parent transform is folded into the output grid when
-    ``transformPolicy="harden"``; the default ``"refuse"`` raises for a transformed input.
+    ``recipe`` is anything :func:`asRecipe` takes. Without one the output is the input as
+    MedPrep sees it — same voxels, same grid. The output is added to the input's scene, named
+    ``outputName`` (default: input name + " MedPrep"), as a label map if the input is one (a
+    label map is only copied: recipes run on images). When a recipe ran, its provenance (steps,
+    parameters, grids before and after, undo records; no patient identity) is stored as JSON in
+    the node attribute :data:`PROVENANCE_ATTRIBUTE`. A linear parent transform is folded into
+    the output grid when ``transformPolicy="harden"``; the default ``"refuse"`` raises for a
+    transformed input. Nothing is added to the scene if anything fails or is cancelled.
     """
-    from MedPrepLib.recipe.base import RunContext
-
     progress = as_progress(progressCallback)
     progress.update("Reading the input volume", 0.0)
+    recipe = asRecipe(recipe)
+    labelmap = bool(inputVolume is not None and inputVolume.IsA(VolumeNodes.LABELMAP_VOLUME_CLASS))
+    if recipe is not None and recipe.steps and labelmap:
+        raise RecipeError(
+            f"'{inputVolume.GetName()}' is a label map; recipes run on images",
+            hint="select the image as input (label maps follow their image's geometric steps)",
+        )
     volume = VolumeNodes.volumeFromNode(inputVolume, transformPolicy=transformPolicy)
-    stepsProgress = progress.sub(0.1, 0.9)
-    for number, step in enumerate(steps):
-        stepsProgress.update(f"Step {number + 1} of {len(steps)}: {step.op}", number / len(steps))
-        context = RunContext(progress=stepsProgress.sub(number / len(steps), (number + 1) / len(steps)))
-        volume, _label, _record = step.apply(volume, None, context)
+    provenance = None
+    if recipe is not None:
+        from MedPrepLib.recipe import run_recipe
+
+        result = run_recipe(recipe, volume, progress=progress.sub(0.1, 0.9))
+        volume, provenance = result.image, result.provenance
     progress.update("Creating the output volume", 0.9)
-    labelmap = bool(inputVolume.IsA(VolumeNodes.LABELMAP_VOLUME_CLASS))
     name = outputName or f"{inputVolume.GetName()} MedPrep"
     outputVolume = VolumeNodes.nodeFromVolume(inputVolume.GetScene(), volume, name, labelmap=labelmap)
+    if provenance is not None:
+        outputVolume.SetAttribute(PROVENANCE_ATTRIBUTE, json.dumps(provenance))
     progress.update("Done", 1.0)
     return outputVolume
 

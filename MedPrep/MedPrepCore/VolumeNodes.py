@@ -197,6 +197,14 @@ def nodeFromVolume(scene, volume: Volume, name: str | None, node=None, labelmap:
     float32, other numpy types are kept. The grid is converted from LPS to RAS exactly.
     """
     nodeClass = _nodeClassFor(volume, labelmap)
+    import vtk
+
+    # Everything that can fail comes before the scene is touched.
+    imageData = vtk.vtkImageData()
+    imageData.SetDimensions(*volume.geometry.size)
+    imageData.GetPointData().SetScalars(_vtkScalarsFrom(volume.array))
+    spacing, originRAS, directionsRAS = ijkToRASParts(volume.geometry)
+
     if node is None:
         node = scene.AddNewNodeByClass(nodeClass, scene.GenerateUniqueName(name or "MedPrep volume"))
     else:
@@ -209,13 +217,6 @@ def nodeFromVolume(scene, volume: Volume, name: str | None, node=None, labelmap:
             )
         if name:
             node.SetName(name)
-
-    import vtk
-
-    imageData = vtk.vtkImageData()
-    imageData.SetDimensions(*volume.geometry.size)
-    imageData.GetPointData().SetScalars(_vtkScalarsFrom(volume.array))
-    spacing, originRAS, directionsRAS = ijkToRASParts(volume.geometry)
 
     wasModifying = node.StartModify()
     try:

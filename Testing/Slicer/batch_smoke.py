@@ -8,11 +8,12 @@ Slicer executes the script in its ``__main__`` namespace (``__name__ == "__main_
 ``__file__`` set); imported by anything else (pytest's doctest collection) it does nothing.
 
 It imports the module as a batch user would, builds an oblique, anisotropic volume, runs it
-through ``MedPrepLogic`` (no progress callback), exports it, reads the file back with MedPrepLib
-and with Slicer, and runs the module's own self-test. Exit status 0 when everything passed,
+through ``MedPrepLogic`` (no progress callback) without and with a recipe file, exports it,
+reads the file back with MedPrepLib and with Slicer, and runs the module's own self-test. Exit status 0 when everything passed,
 1 otherwise (the traceback goes to stderr).
 """
 
+import json
 import os
 import sys
 import tempfile
@@ -60,6 +61,13 @@ def main() -> int:
     check(logic.volume(outputVolume).geometry == volume.geometry, "process changed the grid")
 
     with tempfile.TemporaryDirectory() as folder:
+        recipePath = os.path.join(folder, "recipe.json")
+        with open(recipePath, "w") as f:
+            json.dump({"version": 1, "steps": [{"op": "clip_scale", "min": -1000, "max": 400}]}, f)
+        scaled = slicer.util.arrayFromVolume(logic.process(inputVolume, recipePath))
+        expected = np.clip((volume.array + 1000.0) / 1400.0, 0.0, 1.0)
+        check(np.allclose(scaled, expected, atol=1e-6), "the recipe file was not applied as written")
+
         path = logic.exportVolume(inputVolume, folder, outputFormat=".nii.gz")
         back = read_image(path)
         check(np.array_equal(back.array, volume.array), f"{path} does not hold the exported voxels")
