@@ -282,3 +282,31 @@ def test_statistics_blocks_larger_than_the_work_buffer(monkeypatch):
     for arr in (view, view.astype(np.float32)):
         out = run([{"op": "zscore"}], Volume(arr)).image.array
         np.testing.assert_allclose(out, (x - x.mean()) / x.std(), atol=2e-6)
+
+
+@pytest.mark.parametrize(
+    "steps",
+    [
+        [{"op": "zscore"}],
+        [{"op": "zscore", "mask": "label", "fill_outside": 0}],
+        [{"op": "clip_scale", "min": -1000, "max": 400}, {"op": "zscore", "mask": "nonzero"}],
+        [{"op": "ct_normalization", "mean": 80.5, "std": 300.25, "percentile_00_5": -990.5, "percentile_99_5": 1500.0}],
+        [{"op": "window", "windows": ["lung", "bone"], "output": "uint8"}],
+        [{"op": "pad_to_air", "padding_value": 7}, {"op": "cast", "dtype": "uint16", "clip": True}],
+    ],
+)
+def test_results_do_not_depend_on_the_number_of_threads(monkeypatch, steps):
+    import json
+
+    from MedPrepLib.recipe import intensity
+
+    monkeypatch.setattr(intensity, "BLOCK_VOXELS", 1000)  # many blocks even for a small volume
+    vol = ct_volume()
+    lab = Volume((np.arange(vol.array.size).reshape(vol.shape) % 3).astype(np.uint8), vol.geometry)
+    results = []
+    for threads in ("1", "3"):
+        monkeypatch.setenv("MEDPREP_THREADS", threads)
+        res = run(steps, vol, lab)
+        results.append((res.image.array, json.dumps(res.provenance["steps"])))
+    np.testing.assert_array_equal(results[0][0], results[1][0])
+    assert results[0][1] == results[1][1]

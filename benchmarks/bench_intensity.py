@@ -18,7 +18,8 @@ Reference lines: ``memcpy`` copies a float32 volume into an existing one (pure m
 produce a new float32 output, page faults of the fresh memory included.
 
 Issue 4 targets: intensity steps at >= 3 GB/s; peak memory <= input + output + one float32 copy.
-Timings on a shared machine are noisy: compare the ratios measured in one run.
+Timings on a shared machine are noisy: compare the ratios measured in one run. MedPrep's block
+work uses up to 4 threads (``MEDPREP_THREADS=1`` for one); nnU-Net's code is single-threaded.
 """
 
 from __future__ import annotations

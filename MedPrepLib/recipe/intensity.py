@@ -15,6 +15,8 @@ recipe (``ctx.scratch``), a step of the same dtype writes into it in place.
 
 from __future__ import annotations
 
+import os
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -29,12 +31,16 @@ BLOCK_VOXELS = 1 << 18
 """Voxels per block (1 MB of float32): fits the L2 cache of current CPUs."""
 
 
-def blockwise(fn: Callable[..., Any], *arrays: np.ndarray, block: int = BLOCK_VOXELS) -> list:
+def blockwise(fn: Callable[..., Any], *arrays: np.ndarray, block: int | None = None) -> list:
     """Call ``fn`` on matching blocks of arrays of one (z, y, x[, c]) shape; returns the results.
 
-    C-contiguous arrays are cut into flat runs of ``block`` voxels; otherwise into slabs of
-    whole z-slices. Blocks are visited in a fixed order, so reductions are deterministic.
+    C-contiguous arrays are cut into flat runs of ``block`` voxels (default
+    :data:`BLOCK_VOXELS`); otherwise into slabs of whole z-slices. Blocks may run on several
+    threads (:func:`block_threads`), so ``fn`` must only write its own block and use
+    :func:`scratch_buffer` for temporaries; results come back in block order, so reductions
+    combine identically whatever the number of threads.
     """
+    block = block or BLOCK_VOXELS
     shape = arrays[0].shape
     if any(a.shape != shape for a in arrays):
         raise ValueError(f"blockwise needs arrays of one shape, got {[a.shape for a in arrays]}")
@@ -46,7 +52,47 @@ def blockwise(fn: Callable[..., Any], *arrays: np.ndarray, block: int = BLOCK_VO
         per_slice = int(np.prod(shape[1:])) or 1
         step = max(1, block // per_slice)
         pieces = [tuple(a[z : z + step] for a in arrays) for z in range(0, shape[0], step)]
+    workers = block_threads()
+    if workers > 1 and len(pieces) >= 4 * workers:
+        return list(_executor(workers).map(lambda args: fn(*args), pieces))
     return [fn(*args) for args in pieces]
+
+
+def block_threads() -> int:
+    """Threads for block work: ``MEDPREP_THREADS`` if set, else the CPUs this process may use (at most 4)."""
+    env = os.environ.get("MEDPREP_THREADS", "").strip()
+    if env:
+        return max(1, int(env))
+    try:
+        return min(4, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - not Linux
+        return min(4, os.cpu_count() or 1)
+
+
+_EXECUTORS: dict[tuple[int, int], Any] = {}
+_LOCAL = threading.local()
+
+
+def _executor(workers: int):
+    # Keyed by process id: a pool inherited through fork() has no threads behind it.
+    key = (os.getpid(), workers)
+    if key not in _EXECUTORS:
+        from concurrent.futures import ThreadPoolExecutor
+
+        _EXECUTORS[key] = ThreadPoolExecutor(workers, thread_name_prefix="medprep-blocks")
+    return _EXECUTORS[key]
+
+
+def scratch_buffer(size: int, dtype) -> np.ndarray:
+    """A per-thread temporary of ``size`` elements, reused from block to block (never zeroed)."""
+    dtype = np.dtype(dtype)
+    buffers = getattr(_LOCAL, "buffers", None)
+    if buffers is None:
+        buffers = _LOCAL.buffers = {}
+    buf = buffers.get(dtype.str)
+    if buf is None or buf.size < size:
+        buf = buffers[dtype.str] = np.empty(max(size, BLOCK_VOXELS), dtype)
+    return buf[:size]
 
 
 def output_array(image: Volume, ctx: RunContext | None, dtype=np.float32, shape=None) -> np.ndarray:
@@ -96,10 +142,8 @@ def exact_sum(
         return b if m is None else b[test(m)]
 
     # Sums run on a float64 copy of each block (no BLAS: its threads stall on a busy machine).
-    work = np.empty(min(a.size, BLOCK_VOXELS), np.float64)
-
     def as_f64(b):
-        f = work[: b.size] if b.size <= work.size else np.empty(b.size)
+        f = scratch_buffer(b.size, np.float64)
         np.copyto(f, b.reshape(-1), casting="unsafe")
         return f
 

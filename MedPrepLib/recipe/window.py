@@ -20,7 +20,7 @@ import numpy as np
 
 from ..errors import RecipeError
 from .base import Params, Step, param_error, register
-from .intensity import as_float32, blockwise, check_finite, output_array
+from .intensity import as_float32, blockwise, check_finite, output_array, scratch_buffer
 
 PRESETS: dict[str, tuple[float, float]] = {
     # name: (level, width) in HU
@@ -164,7 +164,7 @@ def _window_into(src: np.ndarray, dst: np.ndarray, level: float, width: float, o
     if output == "uint8":
 
         def fn(s, d):
-            work = np.empty(s.shape, np.float32)
+            work = scratch_buffer(s.size, np.float32).reshape(s.shape)
             as_float32(s, work)
             np.subtract(work, lo, out=work)
             np.multiply(work, scale, out=work)
