@@ -58,6 +58,11 @@ class RunContext:
         self.masks = dict(masks or {})
         self.step_number: int | None = None
         self.where = "recipe"
+        # True when the current image array was made by an earlier step of this run (never the
+        # caller's): a step producing the same dtype and shape may then write into it in place.
+        self.scratch = False
+        # Number of cases in a statistics pass (nnU-Net's sample-size rule), None otherwise.
+        self.n_cases: int | None = None
 
 
 class Step:

@@ -259,10 +259,7 @@ def run_recipe(
 
 
 def _run_context(statistics, seed, masks) -> RunContext:
-    ctx = RunContext(statistics=statistics, seed=seed, masks=masks)
-    ctx.scratch = False
-    ctx.n_cases = None
-    return ctx
+    return RunContext(statistics=statistics, seed=seed, masks=masks)
 
 
 def _apply(step: Step, image: Volume, label: Volume | None, ctx: RunContext, number: int, progress):
