@@ -245,6 +245,8 @@ def test_cast_rounds_half_to_even_and_refuses_overflow():
     with pytest.raises(RecipeError, match="NaN"):
         run([{"op": "cast", "dtype": "int16"}], Volume(np.array([[[np.nan, 1.0]]], np.float32)))
     assert run([{"op": "cast", "dtype": "float32"}], ct_volume()).image.dtype == np.float32
+    # 255.4 rounds to 255, which fits uint8: no overflow error.
+    assert run([{"op": "cast", "dtype": "uint8"}], Volume(np.array([[[255.4, -0.4]]], np.float32))).image.array.ravel().tolist() == [255, 0]
 
 
 def test_non_finite_voxels_are_refused_by_normalisations():

@@ -78,6 +78,7 @@ def test_intensity_recipe_round_trips_and_keeps_extra_keys():
         ({"version": 1, "steps": [{"op": "zscore"}, "window"]}, "step 2: must be a JSON object"),
         ({"version": 1, "steps": [{"op": "zscore"}, {"preset": "lung"}]}, r"step 2: has no 'op' \(known: .*window"),
         ({"version": 1, "steps": [{"op": "normalise"}]}, r"step 1: 'op' 'normalise' is not a known step \(known: .*zscore"),
+        ({"version": 1, "steps": [{"op": ["zscore"]}]}, r"step 1: 'op' \['zscore'\] is not a known step"),
         ({"version": 1, "steps": [{"op": "zscore"}, {"op": "window", "presset": "lung"}]},
          r"step 2 \(window\): give exactly one of 'preset'"),
         ({"version": 1, "steps": [{"op": "window", "preset": "lung", "otput": "uint8"}]},

@@ -426,14 +426,14 @@ class Cast(Step):
         info = np.iinfo(target) if target.kind in "iu" else np.finfo(target)
         lo, hi = float(info.min), float(info.max)
         vmin, vmax = _finite_range(a, ctx.where, allow_nan=target.kind == "f")
-        clipped = vmin < lo or vmax > hi
+        rounding = target.kind in "iu" and a.dtype.kind == "f"
+        clipped = (np.rint(vmin) if rounding else vmin) < lo or (np.rint(vmax) if rounding else vmax) > hi
         if clipped and not self.clip:
             raise RecipeError(
                 f"{ctx.where}: values {vmin:g}..{vmax:g} do not fit {self.dtype} ({lo:g}..{hi:g})",
                 hint='add "clip": true to saturate them, or scale the image first',
             )
         out = np.empty(a.shape, target)
-        rounding = target.kind in "iu" and a.dtype.kind == "f"
 
         def fn(src, dst):
             if rounding or clipped:

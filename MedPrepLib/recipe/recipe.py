@@ -98,7 +98,7 @@ class Recipe:
             if not isinstance(params, dict):
                 raise RecipeError(f"step {number}: must be a JSON object with an 'op', got {params!r}", path=path)
             op = params.get("op")
-            if op not in STEP_TYPES:
+            if not isinstance(op, str) or op not in STEP_TYPES:
                 known = ", ".join(sorted(STEP_TYPES))
                 what = "has no 'op'" if op is None else f"'op' {op!r} is not a known step"
                 raise RecipeError(f"step {number}: {what} (known: {known})", path=path)
