@@ -254,3 +254,12 @@ def test_position_jitter_is_reported_a_real_irregularity_resampled(tmp_path, shi
     if not resampled:
         assert any("deviate up to 0.0040 mm" in w for w in vol.metadata["warnings"])
         np.testing.assert_array_equal(vol.array[2], expected_stored(2, 24, 32) - 1024)
+
+
+def test_same_size_different_pixel_spacing_are_separate_stacks(tmp_path):
+    uid = new_uid()
+    write_ct_series(tmp_path / "a", 3, series_uid=uid, pixel_spacing=(0.7, 0.7), prefix="A")
+    write_ct_series(tmp_path / "b", 3, series_uid=uid, pixel_spacing=(0.9, 0.9), prefix="B")
+    stacks, _ = group_stacks(_headers(tmp_path / "a") + _headers(tmp_path / "b"))
+    assert len(stacks) == 2
+    assert {load_stack(s).spacing[0] for s in stacks} == {0.7, 0.9}

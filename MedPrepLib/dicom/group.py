@@ -1,7 +1,7 @@
 """Grouping file headers into image stacks (one volume each), header-only.
 
 Files are grouped by SeriesInstanceUID, then split by orientation (ImageOrientationPatient
-within ``ORIENTATION_TOL``) and image size. Where slice positions then repeat, the repeats
+within ``ORIENTATION_TOL``), image size and pixel spacing. Where slice positions then repeat, the repeats
 are told apart by echo (each echo becomes its own stack) and then by the first temporal key
 that gives every position the same number of distinct values (one 4D stack, ``n_timepoints``
 > 1). The result does not depend on the order of the input.
@@ -114,6 +114,13 @@ def slice_normal(orientation) -> np.ndarray:
     n = np.cross(o[:3], o[3:])
     norm = np.linalg.norm(n)
     return n / norm if norm > 0 else n
+
+
+def _spacing_label(r: FrameRef) -> str:
+    """PixelSpacing (mm) rounded to 1e-4 mm, as a grouping key ("" when absent)."""
+    if r.frame is None or r.frame.pixel_spacing is None:
+        return ""
+    return "x".join(f"{v:.4f}" for v in r.frame.pixel_spacing)
 
 
 def _orientation_label(o: np.ndarray) -> str:
@@ -298,20 +305,23 @@ def group_stacks(headers: list[FileHeader]) -> tuple[list[Stack], list[Skipped]]
     stacks: list[Stack] = []
     for uid in sorted(by_series):
         refs = frame_refs(by_series[uid])
-        # orientation x image size
-        parts: dict[tuple[str, str], list[FrameRef]] = defaultdict(list)
+        # orientation x image size x pixel spacing
+        parts: dict[tuple[str, str, str], list[FrameRef]] = defaultdict(list)
         for label, members in _cluster_orientations(refs).items():
             for r in members:
-                parts[(label, f"{r.header.rows}x{r.header.columns}")].append(r)
+                parts[(label, f"{r.header.rows}x{r.header.columns}", _spacing_label(r))].append(r)
         orientations = {k[0] for k in parts}
         sizes = {k[1] for k in parts}
+        spacings = {k[2] for k in parts}
         series_stacks: list[Stack] = []
-        for (label, size), members in sorted(parts.items()):
+        for (label, size, spacing), members in sorted(parts.items()):
             key: dict = {}
             if len(orientations) > 1:
                 key["orientation"] = label
             if len(sizes) > 1:
                 key["size"] = size
+            if len(spacings) > 1:
+                key["pixel_spacing"] = spacing
             echoes = _split_echoes(members)
             if echoes is None:
                 series_stacks.extend(_finish_or_split(uid, key, members))
