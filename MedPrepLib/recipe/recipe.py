@@ -229,7 +229,7 @@ def run_recipe(
         "version": SCHEMA_VERSION,
         "recipe": recipe.to_dict(),
         "seed": seed,
-        "statistics": statistics,
+        "statistics": _jsonable(statistics),
         "input": {"image": describe(image), "label": describe(label)},
         "output": None,
         "steps": [],
