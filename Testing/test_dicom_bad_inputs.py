@@ -209,3 +209,14 @@ def test_4d_series_loads_as_time_points_last(tmp_path):
     for k in range(3):
         np.testing.assert_array_equal(vol.array[k, ..., 0], _expected_hu(k))
         np.testing.assert_array_equal(vol.array[k, ..., 1], _expected_hu(k) + 1)
+
+
+def test_dicomdir_file_stands_for_its_folder(tmp_path):
+    paths = write_ct_series(tmp_path, 3)
+    ds = pydicom.dcmread(paths[0])
+    ds.file_meta.MediaStorageSOPClassUID = "1.2.840.10008.1.3.10"
+    ds.SOPClassUID = "1.2.840.10008.1.3.10"
+    ds.SOPInstanceUID = new_uid()
+    save(ds, tmp_path / "DICOMDIR")
+    assert _reasons(tmp_path)["DICOMDIR"] == "dicomdir"
+    assert load_path(tmp_path / "DICOMDIR").shape == (3, 24, 32)

@@ -460,7 +460,11 @@ def load_path(
     geometry_policy: str = "resample",
     progress: ProgressCallback | None = None,
 ) -> Volume:
-    """A volume from a DICOM folder, a single DICOM file, or an image file (NIfTI, NRRD, MHA...)."""
+    """A volume from a DICOM folder, a single DICOM file, or an image file (NIfTI, NRRD, MHA...).
+
+    A DICOMDIR file stands for its folder. ``series`` (stack id or SeriesInstanceUID) picks
+    one stack when the input holds several.
+    """
     from ..imageio import is_image_file, read_image
     from .header import SkipFile, read_header
 
@@ -480,6 +484,8 @@ def load_path(
     except SkipFile as exc:
         if exc.reason == "not_dicom":
             return read_image(path)
+        if exc.reason == "dicomdir":  # a DICOMDIR stands for the folder it indexes
+            return load_path(os.path.dirname(path), series, geometry_policy=geometry_policy, progress=progress)
         raise UnsupportedDicomError(
             f"not loadable as an image: {exc.skipped.detail} ({exc.reason})", path=path
         ) from None
