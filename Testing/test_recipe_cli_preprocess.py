@@ -48,6 +48,8 @@ def test_preprocess_writes_image_label_and_provenance(case, capsys):
     out.parent.mkdir()
     argv = ["preprocess", str(image), str(out), "--recipe", str(recipe), "--label", str(label), "--label-output", str(lab_out)]
     assert main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "wrote" in printed and "ct.nrrd (24 x 20 x 6, spacing 0.7, 0.7, 2.5 mm, float32)" in printed
     prov_path = d / "out" / "ct.provenance.json"
     prov = json.loads(prov_path.read_text())
     assert prov["format"] == "medprep-provenance" and prov["recipe"] == Recipe.from_dict(RECIPE).to_dict()

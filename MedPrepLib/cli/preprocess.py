@@ -9,14 +9,11 @@ one series). OUTPUT's ending chooses its format. Beside it goes the provenance J
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
 from ..errors import InputError, OutputExistsError
 from ..imageio import image_suffix, is_image_file, read_image, write_image
 from ..recipe import Recipe, load_statistics, run_recipe, write_json
-
-log = logging.getLogger(__name__)
 
 
 def add_parser(sub) -> None:
@@ -95,5 +92,10 @@ def run(args) -> int:
     if args.label_output:
         write_image(result.label, outputs[2], overwrite=args.overwrite)
     write_json(result.provenance, outputs[1], overwrite=args.overwrite)
-    log.info("wrote %s and %s", outputs[0], outputs[1])
+    shape = " x ".join(map(str, result.image.geometry.size))
+    channels = f" x {result.image.n_channels} channels" if result.image.n_channels > 1 else ""
+    spacing = ", ".join(f"{s:.4g}" for s in result.image.spacing)
+    print(f"wrote {outputs[0]} ({shape}{channels}, spacing {spacing} mm, {result.image.dtype}); provenance {outputs[1]}")
+    if args.label_output:
+        print(f"wrote {outputs[2]} (label, {result.label.dtype})")
     return 0
