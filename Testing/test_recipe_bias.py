@@ -46,7 +46,9 @@ def test_n4_removes_most_of_a_smooth_multiplicative_field():
 def test_n4_with_label_mask_and_errors():
     image, inside = biased_phantom()
     label = Volume(inside.astype(np.uint8), image.geometry)
-    recipe = Recipe.from_dict({"version": 1, "steps": [{"op": "n4", "shrink_factor": 4, "iterations": [10], "mask": "label"}]})
+    recipe = Recipe.from_dict(
+        {"version": 1, "steps": [{"op": "n4", "shrink_factor": 4, "iterations": [10], "mask": "label"}]}
+    )
     res = run_recipe(recipe, image, label)
     assert res.provenance["steps"][0]["record"]["mask_voxels"] == int(inside.sum())
     assert cv(res.image.array[inside]) < cv(image.array[inside])

@@ -46,7 +46,17 @@ def test_preprocess_writes_image_label_and_provenance(case, capsys):
     d, image, label, recipe = case
     out, lab_out = d / "out" / "ct.nrrd", d / "out" / "seg.nrrd"
     out.parent.mkdir()
-    argv = ["preprocess", str(image), str(out), "--recipe", str(recipe), "--label", str(label), "--label-output", str(lab_out)]
+    argv = [
+        "preprocess",
+        str(image),
+        str(out),
+        "--recipe",
+        str(recipe),
+        "--label",
+        str(label),
+        "--label-output",
+        str(lab_out),
+    ]
     assert main(argv) == 0
     printed = capsys.readouterr().out
     assert "wrote" in printed and "ct.nrrd (24 x 20 x 6, spacing 0.7, 0.7, 2.5 mm, float32)" in printed
@@ -77,8 +87,17 @@ def test_explicit_provenance_and_statistics(case):
     (d / "ct.json").write_text(json.dumps(recipe))
     stats = compute_statistics(Recipe.from_dict(recipe), [(read_image(image), read_image(label))])
     (d / "stats.json").write_text(json.dumps(stats))
-    argv = ["preprocess", str(image), str(d / "o.mha"), "--recipe", str(d / "ct.json"), "--statistics", str(d / "stats.json"),
-            "--provenance", str(d / "p.json")]
+    argv = [
+        "preprocess",
+        str(image),
+        str(d / "o.mha"),
+        "--recipe",
+        str(d / "ct.json"),
+        "--statistics",
+        str(d / "stats.json"),
+        "--provenance",
+        str(d / "p.json"),
+    ]
     assert main(argv) == 0
     assert json.loads((d / "p.json").read_text())["statistics"] == stats
     assert not (d / "o.provenance.json").exists()
@@ -87,11 +106,23 @@ def test_explicit_provenance_and_statistics(case):
 @pytest.mark.parametrize(
     "extra, recipe_json, message",
     [
-        ([], {"version": 1, "steps": [{"op": "window", "preset": "lungs"}]}, r"step 1 \(window\): 'preset' names an unknown preset"),
-        ([], {"version": 1, "steps": [{"op": "ct_normalization"}]}, r"step 1 \(ct_normalization\): needs the dataset's"),
+        (
+            [],
+            {"version": 1, "steps": [{"op": "window", "preset": "lungs"}]},
+            r"step 1 \(window\): 'preset' names an unknown preset",
+        ),
+        (
+            [],
+            {"version": 1, "steps": [{"op": "ct_normalization"}]},
+            r"step 1 \(ct_normalization\): needs the dataset's",
+        ),
         (["--label-output", "x.nrrd"], RECIPE, "--label-output needs --label"),
         (["--series", "1.2.3"], RECIPE, "--series applies to DICOM input only"),
-        ([], {"version": 1, "steps": [{"op": "zscore", "mask": "label"}]}, r"step 1 \(zscore\): 'mask' is \"label\" but no label"),
+        (
+            [],
+            {"version": 1, "steps": [{"op": "zscore", "mask": "label"}]},
+            r"step 1 \(zscore\): 'mask' is \"label\" but no label",
+        ),
     ],
 )
 def test_errors_are_one_line_and_exit_non_zero(case, capsys, extra, recipe_json, message):
@@ -126,8 +157,14 @@ def test_dicom_series_padding_and_its_own_window(tmp_path, capsys):
     folder = tmp_path / "dicom"
     write_ct_series(folder, 4, rows=12, cols=16, PixelPaddingValue=0, WindowCenter="40", WindowWidth="400")
     recipe = tmp_path / "r.json"
-    recipe.write_text(json.dumps({"version": 1, "steps": [
-        {"op": "pad_to_air", "out_of_field": False}, {"op": "window", "from_series": True}]}))
+    recipe.write_text(
+        json.dumps(
+            {
+                "version": 1,
+                "steps": [{"op": "pad_to_air", "out_of_field": False}, {"op": "window", "from_series": True}],
+            }
+        )
+    )
     out = tmp_path / "out.nii.gz"
     assert main(["preprocess", str(folder), str(out), "--recipe", str(recipe)]) == 0
     hu = np.stack([expected_stored(k, 12, 16) for k in range(4)]).astype(np.float64) - 1024
@@ -142,6 +179,18 @@ def test_dicom_series_padding_and_its_own_window(tmp_path, capsys):
     assert prov["steps"][0]["record"]["voxels_set_to_air"] == int(padded.sum()) > 0
     assert prov["steps"][1]["record"]["windows"] == [{"level": 40.0, "width": 400.0, "source": "series"}]
     assert "Synthetic" not in text and "SYNTH-0001" not in text
-    assert main(["preprocess", str(folder), str(tmp_path / "o2.nii.gz"), "--recipe", str(recipe),
-                 "--series", "no-such-series"]) == EXIT_ERROR
+    assert (
+        main(
+            [
+                "preprocess",
+                str(folder),
+                str(tmp_path / "o2.nii.gz"),
+                "--recipe",
+                str(recipe),
+                "--series",
+                "no-such-series",
+            ]
+        )
+        == EXIT_ERROR
+    )
     assert capsys.readouterr().err.count("\n") == 1

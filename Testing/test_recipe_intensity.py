@@ -91,7 +91,9 @@ def test_window_level_width_exact_points_and_uint8():
 
 
 def test_window_from_series_uses_dicom_window_and_index():
-    vol = Volume(np.array([[[-160, 40, 240]]], np.int16), metadata={"window_center": [40, -600], "window_width": [400, 1500]})
+    vol = Volume(
+        np.array([[[-160, 40, 240]]], np.int16), metadata={"window_center": [40, -600], "window_width": [400, 1500]}
+    )
     first = run([{"op": "window", "from_series": True}], vol)
     np.testing.assert_allclose(first.image.array.ravel(), [0.0, 0.5, 1.0], atol=1e-7)
     assert first.provenance["steps"][0]["record"]["windows"][0] == {"level": 40.0, "width": 400.0, "source": "series"}
@@ -106,7 +108,11 @@ def test_stacked_windows_are_channels_last():
     res = run([{"op": "window", "windows": ["lung", {"level": 40, "width": 400}, "bone"]}], vol)
     assert res.image.shape == (*vol.shape, 3)
     for c, step in enumerate(
-        [{"op": "window", "preset": "lung"}, {"op": "window", "level": 40, "width": 400}, {"op": "window", "preset": "bone"}]
+        [
+            {"op": "window", "preset": "lung"},
+            {"op": "window", "level": 40, "width": 400},
+            {"op": "window", "preset": "bone"},
+        ]
     ):
         np.testing.assert_array_equal(res.image.array[..., c], run([step], vol).image.array)
     u8 = run([{"op": "window", "presets": ["brain", "subdural"], "output": "uint8"}], vol).image
@@ -221,7 +227,12 @@ def test_ct_normalization_is_bit_identical_to_nnunet(dtype):
     )
     vol = ct_volume(shape=(7, 64, 80))
     vol = Volume(vol.array.astype(dtype), vol.geometry)
-    props = {"mean": 83.69158935546875, "std": 301.0929870605469, "percentile_00_5": -987.0, "percentile_99_5": 1493.0349}
+    props = {
+        "mean": 83.69158935546875,
+        "std": 301.0929870605469,
+        "percentile_00_5": -987.0,
+        "percentile_99_5": 1493.0349,
+    }
     theirs = schemes.CTNormalization(use_mask_for_norm=False, intensityproperties=props).run(vol.array.copy())
     # Through statistics (as from the statistics pass) and as an nnU-Net fingerprint.
     ours = run([{"op": "ct_normalization"}], vol, statistics={"steps": {"1": props}}).image.array
@@ -246,7 +257,9 @@ def test_cast_rounds_half_to_even_and_refuses_overflow():
         run([{"op": "cast", "dtype": "int16"}], Volume(np.array([[[np.nan, 1.0]]], np.float32)))
     assert run([{"op": "cast", "dtype": "float32"}], ct_volume()).image.dtype == np.float32
     # 255.4 rounds to 255, which fits uint8: no overflow error.
-    assert run([{"op": "cast", "dtype": "uint8"}], Volume(np.array([[[255.4, -0.4]]], np.float32))).image.array.ravel().tolist() == [255, 0]
+    assert run(
+        [{"op": "cast", "dtype": "uint8"}], Volume(np.array([[[255.4, -0.4]]], np.float32))
+    ).image.array.ravel().tolist() == [255, 0]
 
 
 def test_non_finite_voxels_are_refused_by_normalisations():

@@ -17,9 +17,7 @@ def test_ge_padding_value_becomes_air_and_nothing_else_changes(corpus):
     volume = load_path(corpus / "rt-utils" / "ct_ge_discoverymi_phantom2" / "dicom")
     padded = volume.array == -3024
     assert padded.any()
-    res = run_recipe(
-        Recipe.from_dict({"version": 1, "steps": [{"op": "pad_to_air", "out_of_field": False}]}), volume
-    )
+    res = run_recipe(Recipe.from_dict({"version": 1, "steps": [{"op": "pad_to_air", "out_of_field": False}]}), volume)
     out = res.image.array
     assert res.provenance["steps"][0]["record"] == {"padding_values": [-3024.0], "voxels_set_to_air": int(padded.sum())}
     assert np.all(out[padded] == -1000)

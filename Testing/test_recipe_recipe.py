@@ -77,30 +77,58 @@ def test_intensity_recipe_round_trips_and_keeps_extra_keys():
         ({"version": 1, "steps": {"op": "zscore"}}, "'steps' must be a list"),
         ({"version": 1, "steps": [{"op": "zscore"}, "window"]}, "step 2: must be a JSON object"),
         ({"version": 1, "steps": [{"op": "zscore"}, {"preset": "lung"}]}, r"step 2: has no 'op' \(known: .*window"),
-        ({"version": 1, "steps": [{"op": "normalise"}]}, r"step 1: 'op' 'normalise' is not a known step \(known: .*zscore"),
+        (
+            {"version": 1, "steps": [{"op": "normalise"}]},
+            r"step 1: 'op' 'normalise' is not a known step \(known: .*zscore",
+        ),
         ({"version": 1, "steps": [{"op": ["zscore"]}]}, r"step 1: 'op' \['zscore'\] is not a known step"),
-        ({"version": 1, "steps": [{"op": "zscore"}, {"op": "window", "presset": "lung"}]},
-         r"step 2 \(window\): give exactly one of 'preset'"),
-        ({"version": 1, "steps": [{"op": "window", "preset": "lung", "otput": "uint8"}]},
-         r"step 1 \(window\): 'otput' is not a parameter of this step"),
-        ({"version": 1, "steps": [{"op": "window", "preset": "lungs"}]},
-         r"step 1 \(window\): 'preset' names an unknown preset 'lungs' \(known: lung, mediastinum"),
-        ({"version": 1, "steps": [{"op": "window", "level": 40, "width": 0}]}, r"step 1 \(window\): 'width' must be > 0"),
+        (
+            {"version": 1, "steps": [{"op": "zscore"}, {"op": "window", "presset": "lung"}]},
+            r"step 2 \(window\): give exactly one of 'preset'",
+        ),
+        (
+            {"version": 1, "steps": [{"op": "window", "preset": "lung", "otput": "uint8"}]},
+            r"step 1 \(window\): 'otput' is not a parameter of this step",
+        ),
+        (
+            {"version": 1, "steps": [{"op": "window", "preset": "lungs"}]},
+            r"step 1 \(window\): 'preset' names an unknown preset 'lungs' \(known: lung, mediastinum",
+        ),
+        (
+            {"version": 1, "steps": [{"op": "window", "level": 40, "width": 0}]},
+            r"step 1 \(window\): 'width' must be > 0",
+        ),
         ({"version": 1, "steps": [{"op": "window", "width": 400}]}, r"step 1 \(window\): 'level' is required"),
-        ({"version": 1, "steps": [{"op": "window", "preset": "lung", "output": "int8"}]},
-         r"step 1 \(window\): 'output' must be one of float32, uint8"),
-        ({"version": 1, "steps": [{"op": "zscore"}, {"op": "clip_scale", "min": -1000}]},
-         r"step 2 \(clip_scale\): 'max' is required"),
-        ({"version": 1, "steps": [{"op": "clip_scale", "min": "-1000", "max": 400}]},
-         r"step 1 \(clip_scale\): 'min' must be a number, got '-1000'"),
-        ({"version": 1, "steps": [{"op": "ct_normalization", "mean": 1.0}]},
-         r"step 1 \(ct_normalization\): 'std' is required when any of"),
-        ({"version": 1, "steps": [{"op": "zero_center", "mean": "data"}]}, r"step 1 \(zero_center\): 'mean' must be a number"),
+        (
+            {"version": 1, "steps": [{"op": "window", "preset": "lung", "output": "int8"}]},
+            r"step 1 \(window\): 'output' must be one of float32, uint8",
+        ),
+        (
+            {"version": 1, "steps": [{"op": "zscore"}, {"op": "clip_scale", "min": -1000}]},
+            r"step 2 \(clip_scale\): 'max' is required",
+        ),
+        (
+            {"version": 1, "steps": [{"op": "clip_scale", "min": "-1000", "max": 400}]},
+            r"step 1 \(clip_scale\): 'min' must be a number, got '-1000'",
+        ),
+        (
+            {"version": 1, "steps": [{"op": "ct_normalization", "mean": 1.0}]},
+            r"step 1 \(ct_normalization\): 'std' is required when any of",
+        ),
+        (
+            {"version": 1, "steps": [{"op": "zero_center", "mean": "data"}]},
+            r"step 1 \(zero_center\): 'mean' must be a number",
+        ),
         ({"version": 1, "steps": [{"op": "cast", "dtype": "int64"}]}, r"step 1 \(cast\): 'dtype' must be one of"),
-        ({"version": 1, "steps": [{"op": "zscore", "fill_outside": 0}]}, r"step 1 \(zscore\): 'fill_outside' needs a \"mask\""),
+        (
+            {"version": 1, "steps": [{"op": "zscore", "fill_outside": 0}]},
+            r"step 1 \(zscore\): 'fill_outside' needs a \"mask\"",
+        ),
         ({"version": 1, "steps": [{"op": "n4", "shrink_factor": 0}]}, r"step 1 \(n4\): 'shrink_factor' must be >= 1"),
-        ({"version": 1, "steps": [{"op": "pad_to_air", "padding_value": "auto"}]},
-         r"step 1 \(pad_to_air\): 'padding_value' must be a number"),
+        (
+            {"version": 1, "steps": [{"op": "pad_to_air", "padding_value": "auto"}]},
+            r"step 1 \(pad_to_air\): 'padding_value' must be a number",
+        ),
     ],
 )
 def test_validation_names_step_and_parameter(recipe, message):
@@ -176,7 +204,11 @@ def test_provenance_format_and_privacy():
 def test_inputs_are_never_modified_and_label_passes_through():
     image, label = ct_case()
     before_i, before_l = image.array.copy(), label.array.copy()
-    res = run_recipe(Recipe.from_dict({"version": 1, "steps": [{"op": "zscore"}, {"op": "clip_scale", "min": -1, "max": 1}]}), image, label)
+    res = run_recipe(
+        Recipe.from_dict({"version": 1, "steps": [{"op": "zscore"}, {"op": "clip_scale", "min": -1, "max": 1}]}),
+        image,
+        label,
+    )
     np.testing.assert_array_equal(image.array, before_i)
     np.testing.assert_array_equal(label.array, before_l)
     assert res.label is label and res.image.geometry == image.geometry

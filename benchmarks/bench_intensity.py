@@ -143,7 +143,9 @@ def main(argv=None) -> int:
         ratio = f"{reference / t:9.2f}x" if reference else "       n/a"
         limit = x.nbytes + out_bytes + 4 * n
         ok = "yes" if peak <= limit else "NO"
-        print(f"{name:32s} {t * 1e3:7.1f} {in_rate:8.2f} {4 * n / t / 1e9:9.2f} {ratio:>10s} {peak / 1e6:8.0f} {ok:>9s}")
+        print(
+            f"{name:32s} {t * 1e3:7.1f} {in_rate:8.2f} {4 * n / t / 1e9:9.2f} {ratio:>10s} {peak / 1e6:8.0f} {ok:>9s}"
+        )
     print("\nTargets (issue 4): >= 3 GB/s; peak <= input + output + one float32 copy.")
     print("'GB/s in' counts int16 input bytes, 'GB/s f32' the float32 output bytes of the same voxels.")
     return 0

@@ -95,7 +95,9 @@ def run(args) -> int:
     shape = " x ".join(map(str, result.image.geometry.size))
     channels = f" x {result.image.n_channels} channels" if result.image.n_channels > 1 else ""
     spacing = ", ".join(f"{s:.4g}" for s in result.image.spacing)
-    print(f"wrote {outputs[0]} ({shape}{channels}, spacing {spacing} mm, {result.image.dtype}); provenance {outputs[1]}")
+    print(
+        f"wrote {outputs[0]} ({shape}{channels}, spacing {spacing} mm, {result.image.dtype}); provenance {outputs[1]}"
+    )
     if args.label_output:
         print(f"wrote {outputs[2]} (label, {result.label.dtype})")
     return 0

@@ -46,7 +46,9 @@ class N4BiasCorrection(Step):
             or not iterations
             or not all(isinstance(i, int) and not isinstance(i, bool) and i > 0 for i in iterations)
         ):
-            raise param_error(where, "iterations", f"must be a list of positive integers (one per level), got {iterations!r}")
+            raise param_error(
+                where, "iterations", f"must be a list of positive integers (one per level), got {iterations!r}"
+            )
         mask = p.raw("mask", "otsu")
         if not isinstance(mask, str) or not mask:
             raise param_error(where, "mask", f'must be "otsu", "all", "label" or a mask name; got {mask!r}')

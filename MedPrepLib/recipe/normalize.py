@@ -160,7 +160,9 @@ class CTNormalization(Step):
         present = [k for k, v in given.items() if v is not None]
         if present and len(present) != len(_CT_KEYS):
             missing = [k for k in _CT_KEYS if k not in present][0]
-            raise param_error(where, missing, "is required when any of mean/std/percentile_00_5/percentile_99_5 is given")
+            raise param_error(
+                where, missing, "is required when any of mean/std/percentile_00_5/percentile_99_5 is given"
+            )
         if present and given["percentile_99_5"] < given["percentile_00_5"]:
             raise param_error(where, "percentile_99_5", "must not be below 'percentile_00_5'")
         step = cls(
@@ -190,7 +192,9 @@ class CTNormalization(Step):
     def collect_statistics(self, image: Volume, label: Volume | None, ctx: RunContext):
         """A float32 sample of this case's foreground voxels (nnU-Net's way, see class doc)."""
         if label is None:
-            raise RecipeError(f"{ctx.where}: the statistics pass needs a label map for every case (foreground = label > 0)")
+            raise RecipeError(
+                f"{ctx.where}: the statistics pass needs a label map for every case (foreground = label > 0)"
+            )
         n_samples = self.samples_per_case
         if n_samples is None:
             n_cases = getattr(ctx, "n_cases", None)

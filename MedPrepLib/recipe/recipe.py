@@ -133,7 +133,9 @@ class Recipe:
         try:
             d = json.loads(text)
         except json.JSONDecodeError as exc:
-            raise RecipeError(f"not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}", path=path) from None
+            raise RecipeError(
+                f"not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}", path=path
+            ) from None
         return cls.from_dict(d, source=path)
 
     def save(self, path: str | os.PathLike, *, overwrite: bool = False) -> Path:
@@ -221,7 +223,9 @@ def run_recipe(
     statistics and seed give byte-identical outputs.
     """
     if label is not None and label.geometry.size != image.geometry.size:
-        raise RecipeError(f"the label's grid {label.geometry.size} (x, y, z) differs from the image's {image.geometry.size}")
+        raise RecipeError(
+            f"the label's grid {label.geometry.size} (x, y, z) differs from the image's {image.geometry.size}"
+        )
     ctx = _run_context(statistics, seed, masks)
     root = as_progress(progress)
     provenance = {
@@ -302,13 +306,11 @@ def steps_for_restore(provenance: dict) -> list[tuple[Step, dict, dict]]:
     on the geometric steps; the input description holds the grid to return to.
     """
     if not isinstance(provenance, dict) or provenance.get("format") != PROVENANCE_FORMAT:
-        raise RecipeError("not a MedPrep provenance record (no \"format\": \"medprep-provenance\")")
+        raise RecipeError('not a MedPrep provenance record (no "format": "medprep-provenance")')
     recipe = Recipe.from_dict(provenance["recipe"])
     entries = provenance.get("steps", [])
     if len(entries) != len(recipe.steps):
-        raise RecipeError(
-            f"the provenance lists {len(entries)} step records for a recipe of {len(recipe.steps)} steps"
-        )
+        raise RecipeError(f"the provenance lists {len(entries)} step records for a recipe of {len(recipe.steps)} steps")
     return [(step, e.get("record") or {}, e.get("input") or {}) for step, e in zip(recipe.steps, entries)]
 
 
