@@ -259,13 +259,49 @@ def load_stack(
         array = np.ascontiguousarray(np.moveaxis(array.reshape(n_z, n_t, *shape), 1, -1))
 
     positions = np.array([g[0].position for g in groups])
-    geo = measure(positions, normal)
     names = [g[0].header.path for g in groups]
-    metadata: dict = {"warnings": warnings}
-    spacing_xy = (col_spacing, row_spacing)
+    array, geometry, metadata = _place(
+        array,
+        positions,
+        names,
+        groups[0][0],
+        (row_dir, col_dir, normal),
+        (col_spacing, row_spacing),
+        geometry_policy=geometry_policy,
+        regularize=regularize,
+        warnings=warnings,
+    )
+    for w in warnings:
+        log.warning("%s: %s", stack.id, w)
+    metadata.update(_describe(stack, slots, slopes, intercepts, array, relative_to, geometry_policy, warnings))
+    prog.update("loading done", 1.0)
+    return Volume(array, geometry, metadata=metadata)
+
+
+def _place(
+    array: np.ndarray,
+    positions: np.ndarray,
+    names: list[str],
+    first: _Slice,
+    axes: tuple[np.ndarray, np.ndarray, np.ndarray],
+    spacing_xy: tuple[float, float],
+    *,
+    geometry_policy: str,
+    regularize: bool,
+    warnings: list[str],
+) -> tuple[np.ndarray, Geometry, dict]:
+    """The grid of a sorted stack: exact when regular, else regularized / refused / raw.
+
+    ``positions`` (n, 3) are the slices' ImagePositionPatient (LPS mm) in array order,
+    ``axes`` the row, column and normal unit vectors, ``spacing_xy`` (column, row) spacing mm.
+    Returns the (possibly resampled) array, its Geometry and geometry metadata.
+    """
+    row_dir, col_dir, normal = axes
+    n_z = len(positions)
+    geo = measure(positions, normal)
+    metadata: dict = {"warnings": warnings, "slice_positions": positions.tolist()}
     if n_z == 1:
-        h, f = groups[0][0].header, groups[0][0].frame
-        thickness = f.slice_thickness or h.slice_thickness
+        thickness = first.frame.slice_thickness or first.header.slice_thickness
         dz = float(thickness) if thickness and thickness > 0 else 1.0
         metadata["z_spacing_source"] = "SliceThickness" if thickness and thickness > 0 else "default 1.0 mm"
         warnings.append(f"single slice: z spacing {dz:g} mm taken from {metadata['z_spacing_source']}")
@@ -273,22 +309,22 @@ def load_stack(
         dz = geo.step
         if dz <= 0:
             raise GeometryError("slices do not advance along the slice normal", path=os.path.dirname(names[0]))
-    metadata["slice_positions"] = positions.tolist()
-    exact = np.eye(4)
-    exact[:3, 0], exact[:3, 1] = row_dir * col_spacing, col_dir * row_spacing
-    exact[:3, 2] = normal * dz + (geo.drift_per_step if n_z > 1 else 0.0)
-    exact[:3, 3] = positions[0]
     regular = n_z == 1 or geo.regular
+    metadata["regular_geometry"] = bool(regular)
     if regular and n_z > 1 and geo.max_deviation > EXACT_MM:
         warnings.append(
             f"slice positions deviate up to {geo.max_deviation:.4f} mm from a regular grid "
             "(below the resampling threshold; geometry kept as regular)"
         )
-    metadata["regular_geometry"] = bool(regular)
     if not geo.uneven and not geo.irregular_drift:
+        # exact index-to-LPS matrix; its third column is sheared for a gantry tilt
+        exact = np.eye(4)
+        exact[:3, 0], exact[:3, 1] = row_dir * spacing_xy[0], col_dir * spacing_xy[1]
+        exact[:3, 2] = normal * dz + (geo.drift_per_step if n_z > 1 else 0.0)
+        exact[:3, 3] = positions[0]
         metadata["affine_lps"] = exact.tolist()
-    regularized = False
     origin = positions[0]
+    metadata["regularized"] = False
     if not regular:
         problem = describe_problem(geo, names)
         if regularize and geometry_policy == "reject":
@@ -300,30 +336,23 @@ def load_stack(
         if regularize:
             air = _air_value(array)
             array, dz, (ox, oy) = resample_onto_regular_grid(array, geo, row_dir, col_dir, spacing_xy, air)
-            origin = positions[0] + ox * col_spacing * row_dir + oy * row_spacing * col_dir
-            shape = array.shape[1:3]
+            origin = positions[0] + ox * spacing_xy[0] * row_dir + oy * spacing_xy[1] * col_dir
             warnings.append(
                 f"{problem}; resampled onto an orthogonal grid with {array.shape[0]} slices every {dz:.3f} mm "
                 f"(value {air:g} outside the acquired data)"
             )
-            metadata["affine_lps"] = None
-            regularized = True
+            metadata["regularized"] = True
         else:
             warnings.append(f"{problem}; raw stack returned (geometry approximate, see affine_lps / slice_positions)")
-    metadata["regularized"] = regularized
     geometry = Geometry(
-        size=(shape[1], shape[0], array.shape[0]),
-        spacing=(col_spacing, row_spacing, dz),
+        size=(array.shape[2], array.shape[1], array.shape[0]),
+        spacing=(spacing_xy[0], spacing_xy[1], dz),
         origin=tuple(origin),
         direction=np.column_stack([row_dir, col_dir, normal]),
     )
-    if regularized:
+    if metadata["regularized"]:
         metadata["affine_lps"] = geometry.affine_lps().tolist()
-    for w in warnings:
-        log.warning("%s: %s", stack.id, w)
-    metadata.update(_describe(stack, slots, slopes, intercepts, array, relative_to, geometry_policy, warnings))
-    prog.update("loading done", 1.0)
-    return Volume(array, geometry, metadata=metadata)
+    return array, geometry, metadata
 
 
 def _describe(stack, slots, slopes, intercepts, array, relative_to, policy, warnings) -> dict:
