@@ -263,3 +263,15 @@ def test_same_size_different_pixel_spacing_are_separate_stacks(tmp_path):
     stacks, _ = group_stacks(_headers(tmp_path / "a") + _headers(tmp_path / "b"))
     assert len(stacks) == 2
     assert {load_stack(s).spacing[0] for s in stacks} == {0.7, 0.9}
+
+
+def test_progress_is_reported_and_can_cancel(tmp_path):
+    from MedPrepLib.errors import CancelledError
+
+    write_ct_series(tmp_path, 4)
+    seen = []
+    load_path(tmp_path, progress=lambda label, f: seen.append(f))
+    assert seen and seen[-1] == 1.0 and all(0.0 <= f <= 1.0 for f in seen)
+    assert seen == sorted(seen)
+    with pytest.raises(CancelledError):
+        load_path(tmp_path, progress=lambda label, f: f > 0.5)
