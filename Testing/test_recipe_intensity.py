@@ -325,3 +325,34 @@ def test_results_do_not_depend_on_the_number_of_threads(monkeypatch, steps):
         results.append((res.image.array, json.dumps(res.provenance["steps"])))
     np.testing.assert_array_equal(results[0][0], results[1][0])
     assert results[0][1] == results[1][1]
+
+
+@pytest.mark.parametrize(
+    "step",
+    [
+        {"op": "pad_to_air"},
+        {"op": "clip_scale", "min": -1000, "max": 400},
+        {"op": "window", "preset": "lung"},
+        {"op": "window", "preset": "lung", "output": "uint8"},
+        {"op": "zscore"},
+        {"op": "zscore", "mask": "nonzero", "fill_outside": 0},
+        {"op": "ct_normalization", "mean": 80.5, "std": 300.25, "percentile_00_5": -990.5, "percentile_99_5": 1500.0},
+        {"op": "cast", "dtype": "uint8", "clip": True},
+    ],
+    ids=lambda s: "-".join(str(v) for v in s.values())[:40],
+)
+def test_no_full_size_temporaries(step):
+    """Issue 4's budget is input + output + one float32 copy; steps stay well under it: the
+    traced peak beyond the output is less than half a float32 copy (block buffers only)."""
+    import tracemalloc
+
+    vol = ct_volume(shape=(48, 128, 160))  # 983,040 voxels, about 4 blocks
+    recipe = Recipe.from_dict({"version": 1, "steps": [step]})
+    run_recipe(recipe, vol)  # warm up: per-thread block buffers, imports
+    tracemalloc.start()
+    try:
+        out = run_recipe(recipe, vol).image.array
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < out.nbytes + 2 * vol.array.size, (peak, out.nbytes)

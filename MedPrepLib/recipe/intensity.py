@@ -437,7 +437,8 @@ class Cast(Step):
 
         def fn(src, dst):
             if rounding or clipped:
-                work = src.astype(np.float64)
+                work = scratch_buffer(src.size, np.float64).reshape(src.shape)
+                np.copyto(work, src, casting="unsafe")
                 if rounding:
                     np.rint(work, out=work)
                 if clipped:
