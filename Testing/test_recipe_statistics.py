@@ -152,3 +152,15 @@ def test_statistics_need_labels_and_cases():
     with pytest.raises(RecipeError, match="got no cases"):
         compute_statistics(recipe, [])
     assert compute_statistics(Recipe.from_dict({"version": 1, "steps": [{"op": "zscore"}]}), []) == {}
+
+
+def test_statistics_of_another_recipe_are_refused():
+    cases = make_cases(2)
+    stats = compute_statistics(
+        Recipe.from_dict({"version": 1, "steps": [{"op": "zero_center", "mean": "dataset"}]}), cases
+    )
+    other = Recipe.from_dict({"version": 1, "steps": [{"op": "ct_normalization"}]})
+    with pytest.raises(
+        RecipeError, match=r"step 1 \(ct_normalization\): the statistics given for step 1 are for 'zero_center'"
+    ):
+        run_recipe(other, cases[0][0], statistics=stats)

@@ -211,6 +211,12 @@ def step_statistics(ctx: RunContext, op: str) -> dict[str, Any] | None:
     number = getattr(ctx, "step_number", None)
     by_step = stats.get("steps") if isinstance(stats.get("steps"), dict) else {}
     if number is not None and str(number) in by_step:
-        return by_step[str(number)]
+        entry = by_step[str(number)]
+        if isinstance(entry, dict) and entry.get("op", op) != op:
+            raise RecipeError(
+                f"{ctx.where}: the statistics given for step {number} are for '{entry.get('op')}', not '{op}'",
+                hint="they were computed for another recipe; run the statistics pass for this one",
+            )
+        return entry
     value = stats.get(op)
     return value if isinstance(value, dict) else None
