@@ -111,12 +111,7 @@ class FileHeader:
     def from_dict(cls, d: dict) -> FileHeader:
         d = dict(d)
         frames = tuple(
-            FrameGeometry(
-                **{
-                    k: (tuple(v) if isinstance(v, list) else v)
-                    for k, v in f.items()
-                }
-            )
+            FrameGeometry(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in f.items()})
             for f in d.pop("frames", ())
         )
         for key in ("image_type", "window_center", "window_width"):
