@@ -254,3 +254,33 @@ def test_contract_recipe_replays_byte_identically_with_geometric_steps(tmp_path)
         digests.append((sha256(tmp_path / f"image{run_number}.nii.gz"), sha256(tmp_path / f"label{run_number}.nii.gz")))
     assert digests[0] == digests[1]
     assert [s["op"] for s in res.provenance["steps"]] == recipe.ops
+
+
+@pytest.mark.parametrize(
+    "step",
+    [
+        {"op": "pad_to_air", "air": -1024, "threshold": -1500, "padding_value": -3024},
+        {"op": "pad_to_air", "out_of_field": False, "padding_value": "none"},
+        {"op": "window", "from_series": True, "window_index": 1, "output": "uint8"},
+        {"op": "window", "presets": ["brain", "subdural"]},
+        {"op": "clip_scale", "min": -150, "max": 250, "out": [-1, 1]},
+        {"op": "zero_center", "mean": 0.25},
+        {"op": "zero_center", "mean": "dataset"},
+        {"op": "zscore", "mask": "brain", "fill_outside": -5},
+        {"op": "ct_normalization", "samples_per_case": 1000, "seed": 7},
+        {"op": "ct_normalization", "mean": 1, "std": 2, "percentile_00_5": -3, "percentile_99_5": 4},
+        {"op": "n4", "shrink_factor": 2, "iterations": [20, 10], "mask": "label"},
+        {"op": "cast", "dtype": "int16", "clip": True},
+    ],
+    ids=lambda s: s["op"],
+)
+def test_every_intensity_step_round_trips_its_parameters(step):
+    r = Recipe.from_dict({"version": 1, "steps": [step]})
+    written = r.to_dict()["steps"][0]
+    again = Recipe.from_dict(json.loads(json.dumps(r.to_dict())))
+    assert again == r
+    for key, value in step.items():
+        if key == "presets":  # written under its synonym "windows"
+            assert written["windows"] == value
+        else:
+            assert written[key] == value
