@@ -164,6 +164,30 @@ def _chunks(n: int, bytes_per_unit: int, minimum: int) -> list[slice]:
     return [slice(a, min(a + step, n)) for a in range(0, n, step)]
 
 
+def _gather_weighted(s: np.ndarray, axis: int, idx: np.ndarray, weights: list | None, o: np.ndarray) -> None:
+    """``o = sum_t weights[t] * take(s, idx[t], axis)`` for one cache-sized block (numpy axis 1 or 2)."""
+    if weights is None:
+        np.take(s, idx[0], axis=axis, out=o, mode="clip")
+        return
+    buf = np.empty(o.shape, s.dtype)
+    np.take(s, idx[0], axis=axis, out=buf, mode="clip")
+    np.multiply(buf, weights[0], out=o)
+    if len(weights) > 1:
+        tmp = np.empty(o.shape, np.float32)
+        for t in range(1, len(weights)):
+            np.take(s, idx[t], axis=axis, out=buf, mode="clip")
+            np.multiply(buf, weights[t], out=tmp)
+            o += tmp
+
+
+def _broadcast_weights(w: np.ndarray | None, axis: int, ndim: int) -> list | None:
+    if w is None:
+        return None
+    shape = [1] * ndim
+    shape[axis] = w.shape[1]
+    return [w[t].reshape(shape) for t in range(w.shape[0])]
+
+
 def _interpolate_axis(src: np.ndarray, axis: int, idx: np.ndarray, w: np.ndarray | None, pool: _Pool) -> np.ndarray:
     """1D interpolation along numpy ``axis`` (0..2): ``out[.., j, ..] = sum_t w[t, j] * src[.., idx[t, j], ..]``.
 
@@ -178,12 +202,24 @@ def _interpolate_axis(src: np.ndarray, axis: int, idx: np.ndarray, w: np.ndarray
         # Planes along z: a python loop over output planes, each a whole-plane ufunc, chunked
         # over rows so that threads share the work and data stays in cache.
         row_bytes = out[0, 0].nbytes
+        lerp = w is not None and idx.shape[0] == 2 and np.array_equal(idx[1], idx[0] + 1)
 
         def work(rows: slice) -> None:
             s, o = src[:, rows], out[:, rows]
             if w is None:
                 for j in range(m):
                     o[j] = s[idx[0, j]]
+                return
+            if lerp:  # o = s[k] + t * (s[k + 1] - s[k]), the difference computed once per interval
+                diff = np.empty(o.shape[1:], np.float32)
+                current = -1
+                for j in range(m):
+                    k = idx[0, j]
+                    if k != current:
+                        np.subtract(s[k + 1], s[k], out=diff, dtype=np.float32)
+                        current = k
+                    np.multiply(diff, w[1, j], out=o[j])
+                    np.add(o[j], s[k], out=o[j], dtype=np.float32)
                 return
             tmp = np.empty(o.shape[1:], np.float32)
             for j in range(m):
@@ -194,25 +230,38 @@ def _interpolate_axis(src: np.ndarray, axis: int, idx: np.ndarray, w: np.ndarray
 
         pool.run(work, _chunks(src.shape[1], row_bytes * 16, 2 * pool.threads))
         return out
-    wshape = [1] * src.ndim
-    wshape[axis] = m
-    weights = None if w is None else [w[t].reshape(wshape) for t in range(w.shape[0])]
+    weights = _broadcast_weights(w, axis, src.ndim)
 
     def work(planes: slice) -> None:
-        s, o = src[planes], out[planes]
-        if weights is None:
-            np.take(s, idx[0], axis=axis, out=o, mode="clip")
-            return
-        buf = np.empty(o.shape, s.dtype)
-        tmp = np.empty(o.shape, np.float32)
-        np.take(s, idx[0], axis=axis, out=buf, mode="clip")
-        np.multiply(buf, weights[0], out=o)
-        for t in range(1, len(weights)):
-            np.take(s, idx[t], axis=axis, out=buf, mode="clip")
-            np.multiply(buf, weights[t], out=tmp)
-            o += tmp
+        _gather_weighted(src[planes], axis, idx, weights, out[planes])
 
     pool.run(work, _chunks(src.shape[0], out[0].nbytes, 4 * pool.threads))
+    return out
+
+
+def _interpolate_in_plane(src: np.ndarray, passes: list, pool: _Pool, dtype) -> np.ndarray:
+    """Both in-plane passes (numpy axes 1 and 2, in the given order) slice by slice.
+
+    ``passes`` holds ``(axis, idx, w)``; the intermediate result of each slice stays in the
+    cache instead of making a full-size array.
+    """
+    shape = list(src.shape)
+    for axis, idx, _ in passes:
+        shape[axis] = idx.shape[1]
+    out = np.empty(shape, dtype)
+    (a1, i1, w1), (a2, i2, w2) = passes
+    mid_shape = list(src.shape)
+    mid_shape[a1] = i1.shape[1]
+    mid_dtype = src.dtype if w1 is None else np.float32
+    b1, b2 = _broadcast_weights(w1, a1, src.ndim), _broadcast_weights(w2, a2, src.ndim)
+
+    def work(planes: slice) -> None:
+        mid = np.empty([planes.stop - planes.start] + mid_shape[1:], mid_dtype)
+        _gather_weighted(src[planes], a1, i1, b1, mid)
+        _gather_weighted(mid, a2, i2, b2, out[planes])
+
+    plane_bytes = int(np.prod(mid_shape[1:])) * np.dtype(mid_dtype).itemsize
+    pool.run(work, _chunks(src.shape[0], plane_bytes, 4 * pool.threads))
     return out
 
 
@@ -518,10 +567,25 @@ def _resample_separable(array, positions, kernels, interpolation, threads, progr
             return _label_linear_separable(array, cells, [2 - n for n in order], pool)
         cur = array
         owned = False
-        for step, n in enumerate(order):
+        todo = [n for n in order if not identity[n]]  # every kernel is exact at the input samples
+        if "cubic" not in kernels and 0 in todo and 1 in todo:
+            # x and y together, slice by slice; z before them only when it shrinks the data most
+            z_first = 2 in todo and todo[0] == 2
+            if z_first:
+                idx, w = _axis_table(positions[2], n_in[2], kernels[2])
+                cur, owned = _interpolate_axis(cur, 0, idx, w, pool), True
+            passes = []
+            for n in [n for n in todo if n != 2]:
+                idx, w = _axis_table(positions[n], n_in[n], kernels[n])
+                if w is None and interpolation != "nearest":
+                    w = np.ones(idx.shape, np.float32)  # a nearest axis inside a float interpolation
+                passes.append((2 - n, idx, w))
+            out_dtype = cur.dtype if interpolation == "nearest" else np.float32
+            cur, owned = _interpolate_in_plane(cur, passes, pool, out_dtype), True
+            progress.update("resampling", 0.6)
+            todo = [2] if 2 in todo and not z_first else []
+        for step, n in enumerate(todo):
             progress.update("resampling", step / 3)
-            if identity[n]:  # every kernel interpolates: samples at the input positions are exact
-                continue
             na = 2 - n
             idx, w = _axis_table(positions[n], n_in[n], kernels[n])
             if kernels[n] == "cubic":
