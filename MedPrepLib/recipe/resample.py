@@ -207,8 +207,7 @@ def resample_label(
         label = label.with_array(a.astype(np.int32))
     before = label_values(label.array)
     out = resample(label, target, interpolation=interpolation, fill_value=0, **options)
-    after = set(label_values(out.array).tolist())
-    lost = [int(v) for v in before if int(v) not in after]
+    lost = _missing_labels(before, out.array)
     if lost:
         counts = {v: int(np.count_nonzero(label.array == v)) for v in lost[:5]}
         detail = ", ".join(f"{v} ({n} voxels)" for v, n in counts.items())
@@ -218,3 +217,22 @@ def resample_label(
             hint="use a finer spacing, 'label_linear', or remove these tiny structures first",
         )
     return out
+
+
+def _missing_labels(values: np.ndarray, array: np.ndarray) -> list[int]:
+    """The ``values`` that do not occur in ``array``.
+
+    A coarse subsample finds the common labels at once; only the others are searched in full,
+    block by block, stopping at the first hit.
+    """
+    seen = set(label_values(array[::4, ::4, ::4]).tolist())
+    missing = [int(v) for v in values if int(v) not in seen]
+    if not missing:
+        return []
+    flat = array.reshape(-1)
+    step = 1 << 22
+    lost = []
+    for v in missing:
+        if not any(np.any(flat[s : s + step] == v) for s in range(0, flat.size, step)):
+            lost.append(v)
+    return lost
