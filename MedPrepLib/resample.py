@@ -265,6 +265,65 @@ def _interpolate_in_plane(src: np.ndarray, passes: list, pool: _Pool, dtype) -> 
     return out
 
 
+def _interpolate_streaming(src: np.ndarray, passes: list, z_idx: np.ndarray, z_w: np.ndarray | None, pool: _Pool,
+                           dtype) -> np.ndarray:
+    """All three passes with z last, output slice by output slice: no full-size intermediate.
+
+    Each thread walks a run of output z-slices in order, resampling in-plane (``passes``, as
+    :func:`_interpolate_in_plane`) only the input slices it needs — each once, kept while
+    they are still needed — then combining them along z (``z_idx``/``z_w``: 1D tables).
+    Memory traffic is one read of the input and one write of the output.
+    """
+    mz = z_idx.shape[1]
+    plane_shape = list(src.shape[1:])
+    for axis, idx, _ in passes:
+        plane_shape[axis - 1] = idx.shape[1]
+    out = np.empty([mz] + plane_shape, dtype)
+    (a1, i1, w1), (a2, i2, w2) = passes
+    mid_shape = [1] + list(src.shape[1:])
+    mid_shape[a1] = i1.shape[1]
+    mid_dtype = src.dtype if w1 is None else np.float32
+    b1, b2 = _broadcast_weights(w1, a1, src.ndim), _broadcast_weights(w2, a2, src.ndim)
+    lerp = z_w is not None and z_idx.shape[0] == 2 and np.array_equal(z_idx[1], z_idx[0] + 1)
+
+    def in_plane(k: int) -> np.ndarray:
+        mid = np.empty(mid_shape, mid_dtype)
+        _gather_weighted(src[k : k + 1], a1, i1, b1, mid)
+        plane = np.empty([1] + plane_shape, dtype)
+        _gather_weighted(mid, a2, i2, b2, plane)
+        return plane[0]
+
+    def work(js: slice) -> None:
+        cache: dict[int, np.ndarray] = {}
+        diff, diff_k = None, -1
+        for j in range(js.start, js.stop):
+            ks = z_idx[:, j]
+            low = int(ks.min())
+            for k in [k for k in cache if k < low]:
+                del cache[k]
+            for k in ks:
+                if int(k) not in cache:
+                    cache[int(k)] = in_plane(int(k))
+            if z_w is None:
+                out[j] = cache[int(ks[0])]
+            elif lerp:
+                k = int(ks[0])
+                if diff_k != k:
+                    diff = np.subtract(cache[k + 1], cache[k], out=diff)
+                    diff_k = k
+                np.multiply(diff, z_w[1, j], out=out[j])
+                out[j] += cache[k]
+            else:
+                np.multiply(cache[int(ks[0])], z_w[0, j], out=out[j])
+                for t in range(1, len(ks)):
+                    out[j] += cache[int(ks[t])] * z_w[t, j]
+
+    runs = max(1, min(mz, 2 * pool.threads))
+    bounds = np.linspace(0, mz, runs + 1).astype(int)
+    pool.run(work, [slice(a, b) for a, b in zip(bounds[:-1], bounds[1:]) if b > a])
+    return out
+
+
 def _prefilter_axis(c: np.ndarray, axis: int, pool: _Pool) -> float:
     """Cubic B-spline interpolation prefilter of float32 ``c`` along numpy ``axis``, in place.
 
@@ -581,9 +640,12 @@ def _resample_separable(array, positions, kernels, interpolation, threads, progr
                     w = np.ones(idx.shape, np.float32)  # a nearest axis inside a float interpolation
                 passes.append((2 - n, idx, w))
             out_dtype = cur.dtype if interpolation == "nearest" else np.float32
+            if 2 in todo and not z_first:
+                z_idx, z_w = _axis_table(positions[2], n_in[2], kernels[2])
+                return _interpolate_streaming(cur, passes, z_idx, z_w, pool, out_dtype)
             cur, owned = _interpolate_in_plane(cur, passes, pool, out_dtype), True
             progress.update("resampling", 0.6)
-            todo = [2] if 2 in todo and not z_first else []
+            todo = []
         for step, n in enumerate(todo):
             progress.update("resampling", step / 3)
             na = 2 - n
