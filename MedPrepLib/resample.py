@@ -21,13 +21,16 @@ water in HU, SimpleITK's default), and the spacing is never silently changed to 
 (scipy.ndimage.zoom's behaviour). Farther outside (only possible with a reference grid) voxels
 get ``fill_value``.
 
-Speed: when the output grid has the input's direction, the resampling is separable and runs as
-three successive 1D interpolations (gather + weighted sum along one axis with precomputed
-indices and weights), in float32, shrinking axes first, split over threads (numpy releases the
-GIL). Cubic B-spline interpolation prefilters each axis (recursive filter, mirror boundaries)
-just before interpolating along it. Other grids (a reference with another direction) fall back
-to ``scipy.ndimage.affine_transform`` (a signed permutation of the axes is handled exactly by
-permuting first).
+Speed: when the output grid has the input's direction, the resampling is separable: three
+successive 1D interpolations (gather + weighted sum along one axis with precomputed indices and
+weights), in float32, split over threads (numpy releases the GIL). With linear or nearest
+interpolation the two in-plane passes run slice by slice and the z pass streams output slice by
+output slice, so the input is read once and the output written once with no intermediate
+volume. Cubic B-spline interpolation prefilters each axis (recursive filter, mirror boundaries)
+just before interpolating along it, shrinking axes first. Other grids (a reference with another
+direction) fall back to ``scipy.ndimage.affine_transform`` (a signed permutation of the axes is
+handled exactly by permuting first). Per-label linear interpolation of label maps finds the
+voxels whose 8 neighbours agree separably and scores only the label boundaries.
 
 Arrays are (z, y, x[, c]); everything else is (x, y, z).
 """
