@@ -167,6 +167,21 @@ def _check_nifti_transforms(path: Path, geometry: Geometry) -> list[str]:
     ]
 
 
+def _nifti_4d(volume: Volume):
+    """A (z, y, x, c) volume as a 4D SimpleITK image, so NIfTI stores it as (x, y, z, t) — the
+    layout every NIfTI tool expects of a time series (and what :func:`read_image` reads back)."""
+    import SimpleITK as sitk
+
+    image = sitk.GetImageFromArray(np.ascontiguousarray(np.moveaxis(volume.array, 3, 0)), isVector=False)
+    g = volume.geometry
+    direction = np.eye(4)
+    direction[:3, :3] = g.direction
+    image.SetSpacing((*g.spacing, 1.0))
+    image.SetOrigin((*g.origin, 0.0))
+    image.SetDirection(tuple(direction.ravel()))
+    return image
+
+
 def write_image(
     volume: Volume,
     path: str | os.PathLike,
@@ -177,7 +192,8 @@ def write_image(
     """Write ``volume`` to ``path`` atomically; returns the path.
 
     ``compress`` defaults to True for ``.nii.gz`` and NRRD/MetaImage (lossless zlib) and
-    is ignored for ``.nii``. Raises :class:`OutputExistsError` if the file (or, for ``.mhd``,
+    is ignored for ``.nii``. A multi-channel (z, y, x, c) volume becomes a 4D NIfTI (x, y, z, t)
+    or a vector NRRD/MetaImage. Raises :class:`OutputExistsError` if the file (or, for ``.mhd``,
     its data file) exists and ``overwrite`` is False.
     """
     import SimpleITK as sitk
@@ -198,7 +214,7 @@ def write_image(
         raise InputError("output folder does not exist", path=parent)
     if compress is None:
         compress = suffix != ".nii"
-    image = volume.to_sitk()
+    image = _nifti_4d(volume) if volume.array.ndim == 4 and suffix in (".nii", ".nii.gz") else volume.to_sitk()
     tmpdir = Path(tempfile.mkdtemp(prefix=".medprep-", dir=parent))
     try:
         tmp_path = tmpdir / path.name

@@ -152,3 +152,27 @@ def test_geometry_round_trips_through_sitk_without_copy():
     assert not view.array.flags.writeable  # a view on SimpleITK's buffer
     assert view.geometry == Geometry.from_sitk(image)
     np.testing.assert_array_equal(view.array, vol.array)
+
+
+def test_multichannel_volume_writes_as_4d_nifti_and_reads_back(tmp_path):
+    nib = pytest.importorskip("nibabel", reason="nibabel is a test dependency")
+    arr = np.random.default_rng(3).random((4, 5, 6, 2)).astype(np.float32)  # z, y, x, t
+    vol = Volume(arr, spacing=(1.0, 2.0, 3.0), origin=(5, 6, 7))
+    path = write_image(vol, tmp_path / "t.nii.gz")
+    img = nib.load(str(path))
+    assert img.shape == (6, 5, 4, 2)  # x, y, z, t: a time series, not a 5D vector image
+    np.testing.assert_array_equal(np.asarray(img.dataobj), arr.transpose(2, 1, 0, 3))
+    back = read_image(path)
+    np.testing.assert_array_equal(back.array, arr)
+    assert back.geometry.isclose(vol.geometry)
+
+
+def test_written_files_have_ordinary_permissions(tmp_path):
+    from MedPrepLib.atomic import atomic_write_text, default_file_mode
+
+    p = atomic_write_text(tmp_path / "a.json", "{}")
+    assert p.stat().st_mode & 0o777 == default_file_mode()
+    assert write_image(oblique_volume(), tmp_path / "a.nii").stat().st_mode & 0o777 == default_file_mode()
+    with pytest.raises(OutputExistsError):
+        atomic_write_text(p, "[]")
+    assert p.read_text() == "{}" and [q.name for q in tmp_path.iterdir() if q.name.startswith(".")] == []

@@ -10,13 +10,9 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
-import tempfile
 import warnings
 from contextlib import contextmanager
 from pathlib import Path
-
-import numpy as np
 
 from ..errors import InputError, OutputExistsError
 
@@ -51,27 +47,6 @@ def _output_suffix(path: str) -> str:
     raise InputError("unsupported output format", path=path, hint="name the output .nii.gz, .nii, .nrrd or .mha")
 
 
-def _write_4d_nifti(volume, path: Path) -> None:
-    """A (z, y, x, t) volume as a 4D NIfTI (x, y, z, t), written atomically."""
-    import SimpleITK as sitk
-
-    array = np.ascontiguousarray(np.moveaxis(volume.array, 3, 0))  # (t, z, y, x)
-    image = sitk.GetImageFromArray(array, isVector=False)
-    g = volume.geometry
-    direction = np.eye(4)
-    direction[:3, :3] = g.direction
-    image.SetSpacing((*g.spacing, 1.0))
-    image.SetOrigin((*g.origin, 0.0))
-    image.SetDirection(tuple(direction.ravel()))
-    tmpdir = Path(tempfile.mkdtemp(prefix=".medprep-", dir=path.parent))
-    try:
-        tmp = tmpdir / path.name
-        sitk.WriteImage(image, str(tmp), path.name.lower().endswith(".gz"))
-        os.replace(tmp, path)
-    finally:
-        shutil.rmtree(tmpdir, ignore_errors=True)
-
-
 @contextmanager
 def _held_log():
     """Hold MedPrep's log records and silence library warnings while loading, so that a failure
@@ -100,7 +75,7 @@ def run(args) -> int:
     from ..imageio import write_image
 
     output = Path(args.output)
-    suffix = _output_suffix(args.output)
+    _output_suffix(args.output)  # refuses unsupported formats before any work
     if output.exists() and not args.overwrite:
         raise OutputExistsError("output exists", path=output, hint="pass --overwrite to replace it")
     parent = output.parent if str(output.parent) else Path(".")
@@ -110,10 +85,7 @@ def run(args) -> int:
         raise InputError("no such file or folder", path=args.input)
     with _held_log() as held:
         volume = load_path(args.input, args.series, geometry_policy=args.geometry_policy)
-        if volume.array.ndim == 4 and suffix in (".nii", ".nii.gz"):
-            _write_4d_nifti(volume, output)
-        else:
-            write_image(volume, output, overwrite=args.overwrite)
+        write_image(volume, output, overwrite=args.overwrite)
     for record in held:
         logging.getLogger(record.name).handle(record)
     g = volume.geometry

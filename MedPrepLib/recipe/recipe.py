@@ -41,14 +41,14 @@ from __future__ import annotations
 import json
 import os
 import platform
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ..errors import InputError, OutputExistsError, RecipeError
+from ..atomic import atomic_write_text
+from ..errors import InputError, RecipeError
 from ..progress import as_progress
 from ..volume import Volume
 from .base import STEP_TYPES, RunContext, Step
@@ -152,23 +152,8 @@ class Recipe:
 
 def write_json(obj: Any, path: str | os.PathLike, *, overwrite: bool = False) -> Path:
     """Write ``obj`` as indented JSON through a temporary file in the same folder and a rename."""
-    path = Path(path)
-    if path.exists() and not overwrite:
-        raise OutputExistsError("output exists", path=path, hint="choose another name or pass overwrite")
-    parent = path.parent
-    if not parent.is_dir():
-        raise InputError("output folder does not exist", path=parent)
     text = json.dumps(obj, indent=2, allow_nan=False) + "\n"
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
+    return atomic_write_text(path, text, overwrite=overwrite)
 
 
 # -- running --------------------------------------------------------------------------------------
