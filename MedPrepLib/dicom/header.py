@@ -50,8 +50,8 @@ _NON_IMAGE_MODALITIES = {"SR", "PR", "KO", "RTPLAN", "RTRECORD", "RTDOSE", "REG"
 _LABEL_MODALITIES = {"SEG", "RTSTRUCT"}
 _LOCALIZER_TYPES = {"LOCALIZER", "SCOUT", "TOPOGRAM", "SURVIEW"}
 _SCREEN_TYPES = {"SCREEN SAVE", "DOSE_INFO", "DOSE INFO", "DOSE REPORT", "DOSE_REPORT"}
-# Anywhere in the description: "AAHead_Scout", "t1_localizer", "SmartSurvey", "3-pl loc"
-_LOCALIZER_DESCRIPTION = re.compile(r"localizer|localiser|scout|topogram|surview|survey|3-?pl(ane)?[ _-]?loc", re.I)
+# Anywhere in the description: "AAHead_Scout", "t1_localizer", "SmartSurvey", "3-pl loc", "RF FAST PILOT"
+_LOCALIZER_DESCRIPTION = re.compile(r"localizer|localiser|scout|topogram|surview|survey|\bpilot\b|3-?pl(ane)?[ _-]?loc", re.I)
 _COLOUR = {
     "RGB",
     "YBR_FULL",

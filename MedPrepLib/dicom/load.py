@@ -32,7 +32,7 @@ from ..progress import ProgressCallback, as_progress
 from ..volume import Volume
 from .group import ORIENTATION_TOL, POSITION_TOL_MM, stack_refs
 from .pixels import apply_modality_lut, read_frames_into, stored_dtype, tile_shape
-from .regularize import EXACT_MM, describe_problem, measure
+from .regularize import EXACT_MM, MAX_GAP_STEPS, describe_problem, gap_in_steps, measure
 from .regularize import regularize as resample_onto_regular_grid
 from .stack import FileHeader, FrameGeometry, Skipped, Stack
 
@@ -333,6 +333,13 @@ def _place(
                 path=os.path.dirname(names[0]),
                 hint="use geometry policy 'resample' to put the data on a regular grid",
             )
+        if regularize and gap_in_steps(geo) > MAX_GAP_STEPS:
+            raise GeometryError(
+                f"irregular slice geometry: {problem}; the widest gap spans {gap_in_steps(geo):.1f} slice steps, "
+                f"more than the {MAX_GAP_STEPS:g} that resampling bridges without inventing anatomy",
+                path=os.path.dirname(names[0]),
+                hint="the files hold separate ranges: load each range's files separately",
+            )
         if regularize:
             air = _air_value(array)
             array, dz, (ox, oy) = resample_onto_regular_grid(array, geo, row_dir, col_dir, spacing_xy, air)
@@ -512,7 +519,11 @@ def load_path(
         read_header(path)
     except SkipFile as exc:
         if exc.reason == "not_dicom":
-            return read_image(path)
+            raise InputError(
+                f"neither a DICOM image nor an image file MedPrep reads ({exc.skipped.detail})",
+                path=path,
+                hint="image files: .nii, .nii.gz, .nrrd, .mha, .mhd, .hdr, .mnc",
+            ) from None
         if exc.reason == "dicomdir":  # a DICOMDIR stands for the folder it indexes
             return load_path(os.path.dirname(path), series, geometry_policy=geometry_policy, progress=progress)
         raise UnsupportedDicomError(

@@ -120,6 +120,20 @@ def _name(names: list[str], k: int) -> str:
     return os.path.basename(names[k]) if names else f"slice {k}"
 
 
+MAX_GAP_STEPS = 4.0
+"""Widest gap (in regular slice steps) that ``resample`` bridges by interpolation: up to three
+consecutive missing slices. A wider gap means separate ranges (two acquisitions, a scout
+series sharing the UID...): interpolating across it would invent anatomy, so it is refused."""
+
+
+def gap_in_steps(g: StackGeometry) -> float:
+    """The widest slice-to-slice distance in units of the regular grid step (1.0 when even)."""
+    steps = np.diff(g.distances)
+    if len(steps) == 0 or not g.uneven:
+        return 1.0
+    return float(steps.max() / target_step(g))
+
+
 def target_step(g: StackGeometry) -> float:
     """Slice step (mm) of the regular grid: the smallest step, so no slice is lost."""
     steps = np.diff(g.distances)
