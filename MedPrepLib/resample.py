@@ -321,7 +321,7 @@ def _interpolate_streaming(src: np.ndarray, passes: list, z_idx: np.ndarray, z_w
                 for t in range(1, len(ks)):
                     out[j] += cache[int(ks[t])] * z_w[t, j]
 
-    runs = max(1, min(mz, 2 * pool.threads))
+    runs = max(1, min(mz, 4 * pool.threads))  # a few runs per thread: balance on shared cores
     bounds = np.linspace(0, mz, runs + 1).astype(int)
     pool.run(work, [slice(a, b) for a, b in zip(bounds[:-1], bounds[1:]) if b > a])
     return out
