@@ -158,12 +158,14 @@ class CropBody(_BoxStep):
                 f"{where}: no voxel is above threshold_hu {self.threshold_hu:g}",
                 hint="crop_body needs an image in HU: put it before windowing or normalisation",
             )
-        counts = np.bincount(components.reshape(-1))
-        counts[0] = 0
-        largest = int(np.argmax(counts))
-        sl = ndimage.find_objects(components)[largest - 1]
-        lo = np.array([sl[2].start, sl[1].start, sl[0].start])
-        hi = np.array([sl[2].stop, sl[1].stop, sl[0].stop]) - 1
+        if n > 1:
+            flat = components.reshape(-1)
+            counts = np.zeros(n + 1, np.int64)
+            for start in range(0, flat.size, 1 << 22):  # in blocks: bincount casts to int64
+                counts += np.bincount(flat[start : start + (1 << 22)], minlength=n + 1)
+            counts[0] = 0
+            mask = components == int(np.argmax(counts))
+        lo, hi = _bounding_box(mask)
         return _grow(lo, hi, image.geometry, self.margin_mm)
 
 
