@@ -7,6 +7,7 @@ import pytest
 
 from MedPrepLib.errors import RecipeError
 from MedPrepLib.recipe import Recipe, run_recipe
+from MedPrepLib.recipe.base import STEP_TYPES, RunContext
 from MedPrepLib.volume import Volume
 
 
@@ -136,3 +137,16 @@ def test_parameters_are_validated():
         Recipe.from_dict({"version": 1, "steps": [{"op": "pad_crop", "shape": [1, 2, 3], "pad_value": "min"}]})
     with pytest.raises(RecipeError, match=r"step 1 \(crop_body\): 'margin_mm' must be >= 0"):
         Recipe.from_dict({"version": 1, "steps": [{"op": "crop_body", "margin_mm": -1}]})
+
+
+def test_a_crop_that_cuts_labels_records_and_warns(caplog):
+    image = Volume(np.zeros((10, 10, 10), np.float32))
+    label_array = np.zeros((10, 10, 10), np.uint8)
+    label_array[4:6, 4:6, 4:6] = 1  # inside the centred 6-voxel box
+    label_array[0, 0, 0] = 2  # outside it
+    step = STEP_TYPES["pad_crop"].from_params({"shape": [6, 6, 6]}, "step 1 (pad_crop)")
+    with caplog.at_level("WARNING"):
+        _, out_label, record = step.apply(image, Volume(label_array), RunContext())
+    assert record["label_voxels_cut"] == {"2": 1}
+    assert "label 2: 1 voxels" in caplog.text
+    assert np.count_nonzero(out_label.array == 1) == 8

@@ -5,8 +5,9 @@ Every step here chooses a *box* on the input's voxel grid — ``start`` (the inp
 of the output's first voxel; negative where padding is added) and ``size`` (voxels, (x, y, z)) —
 and copies the overlap. The output origin is the physical position (LPS mm) of input index
 ``start``, spacing and direction are unchanged, so every kept voxel keeps its physical position.
-Labels are cut with the same box and padded with 0. Undoing puts the label back into an input-
-sized grid of zeros — exact inside the box.
+Labels are cut with the same box and padded with 0; labelled voxels that fall outside the box are
+counted per label in the record (``label_voxels_cut``) and logged as a warning, since undoing puts
+the label back into an input-sized grid of zeros — exact inside the box only.
 
 * ``crop_body``: ``threshold_hu`` (default -500 HU) and ``margin_mm`` (default 10 mm). The body is
   the largest 6-connected component of voxels above the threshold (so the table and air are
@@ -24,6 +25,7 @@ sized grid of zeros — exact inside the box.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,6 +35,8 @@ from ..errors import RecipeError
 from ..geometry import Geometry
 from ..volume import Volume
 from .base import Params, RunContext, Step, param_error, register
+
+log = logging.getLogger(__name__)
 
 
 # -- the box operation ---------------------------------------------------------------------------
@@ -64,6 +68,16 @@ def uncut_box(array: np.ndarray, start, input_size, fill=0) -> np.ndarray:
     return cut_box(array, -np.asarray(start, int), input_size, fill)
 
 
+def labels_cut_off(before: np.ndarray, after: np.ndarray) -> dict[str, int]:
+    """Voxels of each nonzero label value that a crop left outside its box ({value: count})."""
+    values, n_before = np.unique(before[before != 0], return_counts=True)
+    if values.size == 0:
+        return {}
+    n_after = dict(zip(*np.unique(after[after != 0], return_counts=True)))
+    lost = {str(int(v)): int(n - n_after.get(v, 0)) for v, n in zip(values, n_before)}
+    return {v: n for v, n in lost.items() if n > 0}
+
+
 class _BoxStep(Step):
     """Shared apply/invert of the box steps; subclasses implement :meth:`box`."""
 
@@ -85,14 +99,19 @@ class _BoxStep(Step):
         geometry = box_geometry(image.geometry, start, size)
         out_image = Volume(cut_box(image.array, start, size, pad if pad is not None else 0), geometry, metadata=image.metadata)
         out_label = None
-        if label is not None:
-            out_label = Volume(cut_box(label.array, start, size, 0), geometry, metadata=label.metadata)
         record = {
             "input_geometry": image.geometry.to_dict(),
             "output_geometry": geometry.to_dict(),
             "box": {"start": start, "size": size},
             "pad_value": pad,
         }
+        if label is not None:
+            out_label = Volume(cut_box(label.array, start, size, 0), geometry, metadata=label.metadata)
+            cut = labels_cut_off(label.array, out_label.array)
+            if cut:
+                record["label_voxels_cut"] = cut
+                detail = ", ".join(f"label {v}: {n} voxels" for v, n in cut.items())
+                log.warning("%s: the box cuts off labelled voxels (%s); they cannot be restored", where, detail)
         return out_image, out_label, record
 
     def invert_label(self, label: Volume, record: dict) -> Volume:
