@@ -8,12 +8,12 @@ overwritten without ``--overwrite``.
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 
-from ..errors import InputError, OutputExistsError, RecipeError
+from ..errors import OutputExistsError, RecipeError
 from ..imageio import read_image, write_image
+from ..jsonfiles import read_json
 from ..recipe.invert import restore_label
 
 log = logging.getLogger(__name__)
@@ -34,13 +34,7 @@ def add_parser(sub) -> None:
 
 
 def read_provenance(path: str | Path) -> dict:
-    path = Path(path)
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise InputError("provenance file not found", path=path) from None
-    except json.JSONDecodeError as exc:
-        raise RecipeError(f"not valid JSON: {exc.msg} at line {exc.lineno}", path=path) from None
+    return read_json(path, what="provenance file")
 
 
 def run(args) -> int:

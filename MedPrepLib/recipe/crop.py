@@ -188,17 +188,14 @@ class CropBody(_BoxStep):
         return _grow(lo, hi, image.geometry, self.margin_mm)
 
 
-@register
 @dataclass(frozen=True)
-class CropNonzero(_BoxStep):
-    """Crop to the bounding box of nonzero voxels (any channel), plus ``margin_mm``."""
-
-    op = "crop_nonzero"
+class _MarginBoxStep(_BoxStep):
+    """A box step whose only parameter is ``margin_mm`` (default 0 mm)."""
 
     margin_mm: float = 0.0
 
     @classmethod
-    def from_params(cls, params: dict[str, Any], where: str) -> CropNonzero:
+    def from_params(cls, params: dict[str, Any], where: str) -> _MarginBoxStep:
         p = Params(params, where)
         step = cls(margin_mm=_margin(p, 0.0))
         p.finish()
@@ -206,6 +203,14 @@ class CropNonzero(_BoxStep):
 
     def to_params(self) -> dict[str, Any]:
         return {"op": self.op, "margin_mm": self.margin_mm}
+
+
+@register
+@dataclass(frozen=True)
+class CropNonzero(_MarginBoxStep):
+    """Crop to the bounding box of nonzero voxels (any channel), plus ``margin_mm``."""
+
+    op = "crop_nonzero"
 
     def box(self, image, label, ctx, where):
         mask = image.array != 0
@@ -219,22 +224,10 @@ class CropNonzero(_BoxStep):
 
 @register
 @dataclass(frozen=True)
-class CropLabel(_BoxStep):
+class CropLabel(_MarginBoxStep):
     """Crop to the bounding box of the label's nonzero voxels, plus ``margin_mm``."""
 
     op = "crop_label"
-
-    margin_mm: float = 0.0
-
-    @classmethod
-    def from_params(cls, params: dict[str, Any], where: str) -> CropLabel:
-        p = Params(params, where)
-        step = cls(margin_mm=_margin(p, 0.0))
-        p.finish()
-        return step
-
-    def to_params(self) -> dict[str, Any]:
-        return {"op": self.op, "margin_mm": self.margin_mm}
 
     def box(self, image, label, ctx, where):
         if label is None:

@@ -47,8 +47,8 @@ from typing import Any
 
 import numpy as np
 
-from ..atomic import atomic_write_text
-from ..errors import InputError, RecipeError
+from ..errors import RecipeError
+from ..jsonfiles import read_json, write_json
 from ..progress import as_progress
 from ..volume import Volume
 from .base import STEP_TYPES, RunContext, Step
@@ -123,20 +123,7 @@ class Recipe:
     @classmethod
     def load(cls, path: str | os.PathLike) -> Recipe:
         """Read and validate a recipe JSON file."""
-        path = Path(path)
-        try:
-            text = path.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            raise InputError("recipe file not found", path=path) from None
-        except OSError as exc:
-            raise InputError(f"cannot read recipe: {exc.strerror}", path=path) from None
-        try:
-            d = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise RecipeError(
-                f"not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}", path=path
-            ) from None
-        return cls.from_dict(d, source=path)
+        return cls.from_dict(read_json(path, what="recipe file"), source=Path(path))
 
     def save(self, path: str | os.PathLike, *, overwrite: bool = False) -> Path:
         """Write the recipe as JSON, atomically; refuses to replace a file unless ``overwrite``."""
@@ -148,12 +135,6 @@ class Recipe:
 
     def __eq__(self, other) -> bool:
         return isinstance(other, Recipe) and self.to_dict() == other.to_dict()
-
-
-def write_json(obj: Any, path: str | os.PathLike, *, overwrite: bool = False) -> Path:
-    """Write ``obj`` as indented JSON through a temporary file in the same folder and a rename."""
-    text = json.dumps(obj, indent=2, allow_nan=False) + "\n"
-    return atomic_write_text(path, text, overwrite=overwrite)
 
 
 # -- running --------------------------------------------------------------------------------------
@@ -305,13 +286,7 @@ def known_ops() -> list[str]:
 
 def load_statistics(path: str | os.PathLike) -> dict:
     """Read a statistics JSON file (from the statistics pass, or an nnU-Net fingerprint)."""
-    path = Path(path)
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise InputError("statistics file not found", path=path) from None
-    except json.JSONDecodeError as exc:
-        raise RecipeError(f"not valid JSON: {exc.msg} at line {exc.lineno}", path=path) from None
+    return read_json(path, what="statistics file")
 
 
 __all__ = [
