@@ -10,8 +10,8 @@ direction in SimpleITK's meaning, all (x, y, z) ordered.
 patient identity (names, IDs, birth dates).
 
 Conversions to and from SimpleITK avoid copying where SimpleITK allows it: ``from_sitk`` keeps
-a read-only view on the image buffer (and a reference to the image, so the buffer stays
-alive); ``to_sitk`` has to copy, as SimpleITK cannot adopt a numpy buffer.
+a read-only view on the image buffer whose ``.base`` chain holds the image, so the buffer
+stays alive as long as the array does; ``to_sitk`` has to copy, as SimpleITK cannot adopt a numpy buffer.
 
 >>> import numpy as np
 >>> v = Volume(np.zeros((2, 3, 4), np.int16), spacing=(0.5, 0.5, 2.0))
@@ -39,7 +39,7 @@ class Volume:
     ``direction`` fields (SimpleITK meaning, (x, y, z) order, mm, LPS).
     """
 
-    __slots__ = ("array", "geometry", "metadata", "_owner")
+    __slots__ = ("array", "geometry", "metadata")
 
     def __init__(
         self,
@@ -50,7 +50,6 @@ class Volume:
         origin: Sequence[float] | None = None,
         direction=None,
         metadata: dict[str, Any] | None = None,
-        _owner: Any = None,
     ):
         array = np.asarray(array)
         if array.ndim not in (3, 4):
@@ -70,7 +69,6 @@ class Volume:
         self.array = array
         self.geometry = geometry
         self.metadata = dict(metadata) if metadata else {}
-        self._owner = _owner
 
     # -- convenient read-only views of the geometry -------------------------------------------
     @property
@@ -145,7 +143,7 @@ class Volume:
         geometry = Geometry.from_sitk(image)
         if copy:
             return cls(sitk.GetArrayFromImage(image), geometry, metadata=metadata)
-        return cls(_view_keeping(sitk.GetArrayViewFromImage(image), image), geometry, metadata=metadata, _owner=image)
+        return cls(_view_keeping(sitk.GetArrayViewFromImage(image), image), geometry, metadata=metadata)
 
     def to_sitk(self):
         """A SimpleITK image with these voxels and geometry (a copy; (z, y, x, c) -> vector)."""
