@@ -32,4 +32,4 @@ def test_readme_has_exactly_two_setup_commands_and_ci_runs_the_second():
     assert "medprep demo" in blocks[0]
     assert "pytest" in blocks[1]
     ci = (README.parent / ".ci" / "run").read_text()
-    assert "blocks[1]" in ci and "README.md" in ci
+    assert "readme_block 1" in ci and "README.md" in ci

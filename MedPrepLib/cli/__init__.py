@@ -16,6 +16,7 @@ import traceback
 
 from .. import __version__
 from ..errors import CancelledError, MedPrepError
+from .progressbar import ProgressBar
 
 # Sub-command modules, in the order ``medprep --help`` lists them.
 COMMANDS = ["info", "demo", "scan", "convert", "preprocess", "restore"]
@@ -53,25 +54,33 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.WARNING,
         format="medprep: %(levelname)s: %(message)s",
     )
+    bar = ProgressBar()
+    args.progress = bar if bar.enabled else None  # sub-commands pass it to long calls
     try:
         return int(args.func(args) or 0)
     except CancelledError as exc:
+        bar.close()
         print(f"medprep: cancelled: {exc.one_line()}", file=sys.stderr)
         return EXIT_CANCELLED
     except MedPrepError as exc:
+        bar.close()
         if args.verbose:
             traceback.print_exc()
         print(f"medprep: error: {exc.one_line()}", file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:
+        bar.close()
         print("medprep: interrupted", file=sys.stderr)
         return EXIT_CANCELLED
     except Exception as exc:  # an unexpected failure is still one line unless --verbose
+        bar.close()
         if args.verbose:
             traceback.print_exc()
         msg = " ".join(f"{type(exc).__name__}: {exc}".split())
         print(f"medprep: internal error: {msg} (run with --verbose for the traceback)", file=sys.stderr)
         return 1
+    finally:
+        bar.close()
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -84,7 +84,7 @@ def run(args) -> int:
     if not os.path.exists(args.input):
         raise InputError("no such file or folder", path=args.input)
     with _held_log() as held:
-        volume = load_path(args.input, args.series, geometry_policy=args.geometry_policy)
+        volume = load_path(args.input, args.series, geometry_policy=args.geometry_policy, progress=args.progress)
         write_image(volume, output, overwrite=args.overwrite)
     for record in held:
         logging.getLogger(record.name).handle(record)

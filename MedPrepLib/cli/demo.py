@@ -24,7 +24,7 @@ def run(args) -> int:
     out = Path(args.out)
     if out.exists() and any(out.iterdir()) and not args.overwrite:
         raise OutputExistsError("demo folder exists and is not empty", path=out, hint="pass --overwrite or another folder")
-    report = run_demo(out, overwrite=args.overwrite)
+    report = run_demo(out, overwrite=args.overwrite, progress=args.progress)
     for line in report.lines:
         print(line)
     print(f"Demo results are in: {out.resolve()}")

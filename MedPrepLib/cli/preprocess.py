@@ -13,6 +13,7 @@ from pathlib import Path
 
 from ..errors import InputError, OutputExistsError
 from ..imageio import image_suffix, is_image_file, read_image, write_image
+from ..progress import as_progress
 from ..recipe import Recipe, load_statistics, run_recipe, write_json
 
 
@@ -44,7 +45,7 @@ def default_provenance_path(output: str | Path) -> Path:
     return output.with_name(stem + ".provenance.json")
 
 
-def read_input(path: str | Path, series: str | None = None):
+def read_input(path: str | Path, series: str | None = None, progress=None):
     """An image file through imageio, anything else through the DICOM loader."""
     path = Path(path)
     if not path.exists():
@@ -55,7 +56,7 @@ def read_input(path: str | Path, series: str | None = None):
         return read_image(path)
     from ..dicom.load import load_path
 
-    return load_path(path, series=series)
+    return load_path(path, series=series, progress=progress)
 
 
 def run(args) -> int:
@@ -73,7 +74,8 @@ def run(args) -> int:
                 raise OutputExistsError("output exists", path=out, hint="choose another name or pass --overwrite")
     statistics = load_statistics(args.statistics) if args.statistics else None
 
-    image = read_input(args.input, args.series)
+    progress = as_progress(args.progress)
+    image = read_input(args.input, args.series, progress.sub(0.0, 0.3))
     label = read_image(args.label) if args.label else None
     if label is not None and not label.geometry.isclose(image.geometry, atol_mm=1e-3):
         raise InputError(
@@ -87,7 +89,7 @@ def run(args) -> int:
         # around label.array would drop the SimpleITK image that owns that buffer.
         label.geometry = image.geometry
 
-    result = run_recipe(recipe, image, label, statistics=statistics, seed=args.seed)
+    result = run_recipe(recipe, image, label, statistics=statistics, seed=args.seed, progress=progress.sub(0.3, 0.9))
     write_image(result.image, outputs[0], overwrite=args.overwrite)
     if args.label_output:
         write_image(result.label, outputs[2], overwrite=args.overwrite)

@@ -44,7 +44,7 @@ def run(args) -> int:
     provenance = read_provenance(args.provenance)
     pred = read_image(args.pred)
     try:
-        restored = restore_label(pred, provenance)
+        restored = restore_label(pred, provenance, progress=args.progress)
     except RecipeError as exc:
         raise RecipeError(exc.message, path=exc.path or args.pred, hint=exc.hint) from None
     write_image(restored, output, overwrite=args.overwrite)

@@ -9,7 +9,6 @@ and are what ``medprep convert --series`` takes.
 from __future__ import annotations
 
 import json
-import sys
 from collections import Counter
 
 from ..dicom.scan import scan
@@ -30,30 +29,13 @@ def add_parser(sub) -> None:
     p.set_defaults(func=run)
 
 
-def _progress_printer():
-    if not sys.stderr.isatty():
-        return None
-    last = [-1]
-
-    def report(label: str, fraction: float):
-        pct = int(fraction * 100)
-        if pct != last[0]:
-            last[0] = pct
-            print(f"\r{label[:60]:<60} {pct:3d}%", end="", file=sys.stderr, flush=True)
-            if pct >= 100:
-                print(file=sys.stderr)
-        return False
-
-    return report
-
-
 def _fmt_spacing(spacing) -> str:
     return " x ".join("?" if v is None else f"{v:.4g}" for v in spacing)
 
 
 def run(args) -> int:
     cache = False if args.no_cache else (args.cache_dir or True)
-    progress = None if args.json else _progress_printer()
+    progress = args.progress
     if is_slicer_database(args.dir):
         result = scan_database(args.dir, cache=cache, workers=args.workers, progress=progress)
     else:

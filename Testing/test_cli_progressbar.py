@@ -1,0 +1,67 @@
+"""The terminal progress bar: drawn only on a terminal, throttled, erased before messages."""
+
+from __future__ import annotations
+
+import io
+import os
+import pty
+import subprocess
+import sys
+
+from MedPrepLib.cli.progressbar import ProgressBar
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_bar_draws_on_a_terminal_and_erases_itself():
+    term = _Terminal()
+    bar = ProgressBar(term, min_interval_s=0.0)
+    assert bar.enabled
+    assert bar("loading slices", 0.5) is False  # never cancels by itself
+    assert "loading slices" in term.getvalue() and " 50%" in term.getvalue()
+    bar("loading slices", 1.0)
+    assert "100%" in term.getvalue()
+    bar.close()
+    assert term.getvalue().endswith("\r")  # the line is blanked and the cursor back at its start
+
+
+def test_bar_is_silent_off_a_terminal_and_throttled_on_one():
+    pipe = io.StringIO()
+    ProgressBar(pipe)("x", 0.3)
+    assert pipe.getvalue() == ""
+    term = _Terminal()
+    bar = ProgressBar(term, min_interval_s=3600)
+    bar("a", 0.1)
+    bar("a", 0.2)  # within the interval: not drawn
+    assert " 20%" not in term.getvalue() and " 10%" in term.getvalue()
+    bar("a", 1.0)  # the end is always drawn
+    assert "100%" in term.getvalue()
+
+
+def test_cli_shows_progress_on_a_terminal(tmp_path):
+    primary, secondary = pty.openpty()
+    proc = subprocess.run(
+        [sys.executable, "-m", "MedPrepLib", "demo", str(tmp_path / "demo")],
+        stdout=subprocess.PIPE,
+        stderr=secondary,
+        text=True,
+        timeout=300,
+    )
+    os.close(secondary)
+    shown = b""
+    while True:
+        try:
+            chunk = os.read(primary, 65536)
+        except OSError:
+            break
+        if not chunk:
+            break
+        shown += chunk
+    os.close(primary)
+    assert proc.returncode == 0, proc.stdout
+    text = shown.decode(errors="replace")
+    assert "%" in text and "[" in text  # the bar was drawn on the terminal
+    assert text.endswith("\r")  # and erased at the end (blanks written over it)
