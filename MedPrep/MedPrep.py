@@ -281,6 +281,25 @@ class MedPrepLogic(ScriptedLoadableModuleLogic):
 
         return VolumeNodes.volumeFromNode(inputVolume, transformPolicy=transformPolicy)
 
+    def loadDicom(self, source, stackId=None, geometryPolicy: str = "resample", progressCallback=None):
+        """Load a DICOM image stack into a new volume node (returned) with MedPrep's geometry rules.
+
+        ``source``: a folder of DICOM files, or a Slicer DICOM database folder (for the
+        application's own database: ``slicer.dicomDatabase.databaseDirectory``). ``stackId``: an id
+        from ``findDicomStacks`` (needed when the source holds several stacks).
+        """
+        from MedPrepCore import DicomImport
+
+        return DicomImport.loadStackNode(
+            slicer.mrmlScene, source, stackId, geometryPolicy=geometryPolicy, progressCallback=progressCallback
+        )
+
+    def findDicomStacks(self, source, progressCallback=None):
+        """The image stacks (and skipped files, with reasons) of a DICOM folder or Slicer database."""
+        from MedPrepCore import DicomImport
+
+        return DicomImport.findStacks(source, progressCallback)
+
     def process(
         self, inputVolume, recipe=None, outputName=None, transformPolicy: str = "refuse", progressCallback=None
     ):

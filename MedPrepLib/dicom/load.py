@@ -415,7 +415,13 @@ def _describe(stack, slots, slopes, intercepts, array, relative_to, policy, warn
 
 
 # ----------------------------------------------------------------------------- entry points
-def _select(stacks: list[Stack], skipped: list[Skipped], series: str | None, where: str) -> Stack:
+def select_stack(stacks: list[Stack], skipped: list[Skipped], series: str | None, where: str) -> Stack:
+    """The one stack ``series`` names (a stack id or a SeriesInstanceUID), or the only stack.
+
+    Raises :class:`SeriesSelectionError` naming ``where`` when there is none, when the name
+    matches nothing or several stacks, or when several stacks exist and none was named (the
+    message lists the ids with modality, series number and description).
+    """
     if not stacks:
         reasons = defaultdict(int)
         for s in skipped:
@@ -470,7 +476,7 @@ def load_files(
     paths = [os.path.abspath(os.fspath(p)) for p in paths]
     result = scan_files(paths, cache=False, progress=prog.sub(0.0, 0.3))
     where = relative_to or (os.path.commonpath(paths) if paths else ".")
-    stack = _select(result.stacks, result.skipped, series, where)
+    stack = select_stack(result.stacks, result.skipped, series, where)
     volume = load_stack(
         stack,
         geometry_policy=geometry_policy,
