@@ -284,3 +284,20 @@ def test_every_intensity_step_round_trips_its_parameters(step):
             assert written["windows"] == value
         else:
             assert written[key] == value
+
+
+def test_a_label_read_from_a_file_snaps_onto_its_images_grid_or_is_refused():
+    import numpy as np
+
+    from MedPrepLib.errors import RecipeError
+    from MedPrepLib.recipe import Recipe, run_recipe
+    from MedPrepLib.volume import Volume
+
+    image = Volume(np.zeros((4, 5, 6), np.int16), spacing=(0.7, 0.7, 2.5), origin=(1.0, 2.0, 3.0))
+    recipe = Recipe.from_dict({"version": 1, "steps": [{"op": "clip_scale", "min": -1000, "max": 400}]})
+    near = Volume(np.ones((4, 5, 6), np.uint8), spacing=(0.7000001, 0.7, 2.5), origin=(1.0, 2.0000004, 3.0))
+    result = run_recipe(recipe, image, near)  # float32 header noise of a NIfTI: the same grid
+    assert result.label.geometry == result.image.geometry
+    far = Volume(np.ones((4, 5, 6), np.uint8), spacing=(0.7, 0.7, 2.5), origin=(1.0, 2.5, 3.0))
+    with pytest.raises(RecipeError, match="label's grid"):
+        run_recipe(recipe, image, far)

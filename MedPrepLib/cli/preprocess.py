@@ -11,10 +11,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..errors import InputError, OutputExistsError
+from ..errors import InputError, OutputExistsError, RecipeError
 from ..imageio import image_suffix, is_image_file, read_image, write_image
 from ..progress import as_progress
 from ..recipe import Recipe, load_statistics, run_recipe, write_json
+from ..recipe.recipe import label_on_image_grid
 
 
 def add_parser(sub) -> None:
@@ -77,17 +78,11 @@ def run(args) -> int:
     progress = as_progress(args.progress)
     image = read_input(args.input, args.series, progress.sub(0.0, 0.3))
     label = read_image(args.label) if args.label else None
-    if label is not None and not label.geometry.isclose(image.geometry, atol_mm=1e-3):
-        raise InputError(
-            f"the label's grid ({label.geometry.size} voxels, spacing {label.geometry.spacing} mm) differs from "
-            f"the image's ({image.geometry.size}, {image.geometry.spacing} mm)",
-            path=args.label,
-            hint="a label must be on its image's grid",
-        )
     if label is not None:
-        # Snap the label onto the image's grid (float noise of file headers). Rebuilding a Volume
-        # around label.array would drop the SimpleITK image that owns that buffer.
-        label.geometry = image.geometry
+        try:
+            label = label_on_image_grid(label, image)
+        except RecipeError as exc:
+            raise InputError(exc.message, path=args.label, hint=exc.hint) from None
 
     result = run_recipe(recipe, image, label, statistics=statistics, seed=args.seed, progress=progress.sub(0.3, 0.9))
     write_image(result.image, outputs[0], overwrite=args.overwrite)

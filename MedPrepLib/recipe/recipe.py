@@ -188,10 +188,8 @@ def run_recipe(
     mask volumes for steps that take one. The run is deterministic: the same recipe, inputs,
     statistics and seed give byte-identical outputs.
     """
-    if label is not None and label.geometry.size != image.geometry.size:
-        raise RecipeError(
-            f"the label's grid {label.geometry.size} (x, y, z) differs from the image's {image.geometry.size}"
-        )
+    if label is not None:
+        label = label_on_image_grid(label, image)
     ctx = _run_context(statistics, seed, masks)
     root = as_progress(progress)
     provenance = {
@@ -226,6 +224,26 @@ def run_recipe(
     root.update("recipe done", 1.0)
     provenance["output"] = {"image": describe(image), "label": describe(label)}
     return RecipeResult(image=image, label=label, provenance=provenance)
+
+
+LABEL_GRID_TOLERANCE_MM = 1e-3
+"""How far a label's grid may sit from its image's (spacing/origin, mm) and still count as the
+same grid: file formats store geometry with float32 (NIfTI) or printed decimals."""
+
+
+def label_on_image_grid(label: Volume, image: Volume) -> Volume:
+    """The label on exactly the image's grid, when the two grids agree within
+    :data:`LABEL_GRID_TOLERANCE_MM`; otherwise a :class:`RecipeError` with both grids."""
+    if label.geometry == image.geometry:
+        return label
+    if not label.geometry.isclose(image.geometry, atol_mm=LABEL_GRID_TOLERANCE_MM, atol_dir=1e-5):
+        lg, ig = label.geometry, image.geometry
+        raise RecipeError(
+            f"the label's grid ({lg.size} voxels (x, y, z), spacing {lg.spacing} mm, origin {lg.origin} mm LPS) "
+            f"differs from the image's ({ig.size}, {ig.spacing} mm, {ig.origin} mm)",
+            hint="a label must be on its image's grid",
+        )
+    return Volume(label.array, image.geometry, metadata=label.metadata)
 
 
 def _run_context(statistics, seed, masks) -> RunContext:
