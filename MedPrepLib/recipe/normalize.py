@@ -12,15 +12,11 @@ import numpy as np
 from ..errors import RecipeError
 from ..volume import Volume
 from .base import Params, RunContext, Step, param_error, register, step_statistics
-from .intensity import as_float32, blockwise, check_finite, mean_std, output_array
+from .intensity import as_float32, blockwise, check_finite, is_nonzero, mean_std, output_array
 
 
 def _positive(m: np.ndarray) -> np.ndarray:
     return m > 0
-
-
-def _nonzero(m: np.ndarray) -> np.ndarray:
-    return m != 0
 
 
 @register
@@ -69,7 +65,7 @@ class ZScore(Step):
         if self.mask == "all":
             return None, None
         if self.mask == "nonzero":
-            return channel, _nonzero
+            return channel, is_nonzero
         if self.mask == "label":
             if label is None:
                 raise RecipeError(f"{ctx.where}: 'mask' is \"label\" but no label map was given")
