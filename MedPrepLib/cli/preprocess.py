@@ -46,6 +46,18 @@ def default_provenance_path(output: str | Path) -> Path:
     return output.with_name(stem + ".provenance.json")
 
 
+def refuse_overwriting_inputs(outputs: list[Path], inputs: list[Path]) -> None:
+    """An output that is one of the inputs would destroy the user's data, ``--overwrite`` or not."""
+    for out in outputs:
+        for source in inputs:
+            if out.exists() and source.exists() and out.resolve() == source.resolve():
+                raise OutputExistsError(
+                    "an output is also an input of this command and would be destroyed",
+                    path=out,
+                    hint="write the outputs to new files",
+                )
+
+
 def read_input(path: str | Path, series: str | None = None, progress=None):
     """An image file through imageio, anything else through the DICOM loader."""
     path = Path(path)
@@ -69,6 +81,8 @@ def run(args) -> int:
         outputs.append(Path(args.label_output))
     if len({o.resolve() for o in outputs}) != len(outputs):
         raise InputError("output, label output and provenance must be different files")
+    inputs = [args.input, args.label, args.recipe, args.statistics]
+    refuse_overwriting_inputs(outputs, [Path(i) for i in inputs if i])
     if not args.overwrite:
         for out in outputs:
             if out.exists():

@@ -200,6 +200,28 @@ class Params:
             raise param_error(self.where, unknown[0], f"is not a parameter of this step (known: {known})")
 
 
+MAX_OUTPUT_VOXELS = 1 << 31
+"""Largest grid (voxels, all channels) a geometric step may create: 8 GB of float32. Beyond it
+a typo in a spacing or shape (0.01 mm for 1 mm) would end in a MemoryError deep in numpy."""
+
+
+def check_output_grid(where: str, name: str, size, n_channels: int = 1) -> None:
+    """Refuse a step output of ``size`` (voxels, (x, y, z)) larger than :data:`MAX_OUTPUT_VOXELS`,
+    naming the step and the parameter ``name`` that asked for it."""
+    voxels = 1
+    for n in size:
+        voxels *= int(n)
+    voxels *= max(int(n_channels), 1)
+    if voxels > MAX_OUTPUT_VOXELS:
+        shape = " x ".join(str(int(n)) for n in size)
+        raise param_error(
+            where,
+            name,
+            f"asks for a {shape} voxel grid (x, y, z){f' x {n_channels} channels' if n_channels > 1 else ''}, "
+            f"{voxels:.3g} voxels, more than the limit of {MAX_OUTPUT_VOXELS:.3g}; check its value ((x, y, z); spacing in mm, shape in voxels)",
+        )
+
+
 def step_statistics(ctx: RunContext, op: str) -> dict[str, Any] | None:
     """The dataset statistics for the step now running (see :class:`RunContext`).
 

@@ -20,7 +20,7 @@ the label back into an input-sized grid of zeros — exact inside the box only.
   (``"mode": "center"``, default; an odd difference leaves the extra voxel at the high end) or at
   a random offset (``"mode": "random"``, drawn from the run's seed). ``pad_value``: a number, or
   "auto" (default): -1000 (air) for a CT still in HU (modality CT and minimum <= -1000), otherwise
-  the image minimum.
+  the image minimum — per channel for a multi-channel image (each stacked window its own).
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ import numpy as np
 from ..errors import RecipeError
 from ..geometry import Geometry
 from ..volume import Volume
-from .base import Params, RunContext, Step, param_error, register
+from .base import Params, RunContext, Step, check_output_grid, param_error, register
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +86,8 @@ class _BoxStep(Step):
     def box(self, image: Volume, label: Volume | None, ctx: RunContext, where: str) -> tuple[np.ndarray, np.ndarray]:
         raise NotImplementedError
 
-    def pad_value(self, image: Volume) -> float:
+    def pad_value(self, image: Volume) -> float | list[float]:
+        """The value of added voxels: a number, or one per channel (a list) for (z, y, x, c)."""
         return 0
 
     def apply(self, image: Volume, label: Volume | None, ctx: RunContext) -> tuple[Volume, Volume | None, dict]:
@@ -97,7 +98,9 @@ class _BoxStep(Step):
         padding = any(s < 0 for s in start) or any(s + n > m for s, n, m in zip(start, size, image.geometry.size))
         pad = self.pad_value(image) if padding else None
         geometry = box_geometry(image.geometry, start, size)
-        out_image = Volume(cut_box(image.array, start, size, pad if pad is not None else 0), geometry, metadata=image.metadata)
+        out_image = Volume(
+            cut_box(image.array, start, size, pad if pad is not None else 0), geometry, metadata=image.metadata
+        )
         out_label = None
         record = {
             "input_geometry": image.geometry.to_dict(),
@@ -260,8 +263,8 @@ class PadCrop(_BoxStep):
         ):
             raise param_error(where, "shape", f"must be a list of 3 positive integers (x, y, z), got {shape!r}")
         pad = p.raw("pad_value", "auto")
-        if pad != "auto" and (isinstance(pad, bool) or not isinstance(pad, (int, float)) or pad != pad):
-            raise param_error(where, "pad_value", f"must be a number or \"auto\", got {pad!r}")
+        if pad != "auto" and (isinstance(pad, bool) or not isinstance(pad, (int, float)) or not np.isfinite(pad)):
+            raise param_error(where, "pad_value", f'must be a number or "auto", got {pad!r}')
         step = cls(shape=tuple(shape), mode=p.choice("mode", ("center", "random"), "center"), pad=pad)
         p.finish()
         return step
@@ -269,15 +272,18 @@ class PadCrop(_BoxStep):
     def to_params(self) -> dict[str, Any]:
         return {"op": self.op, "shape": list(self.shape), "mode": self.mode, "pad_value": self.pad}
 
-    def pad_value(self, image: Volume) -> float:
+    def pad_value(self, image: Volume) -> float | list[float]:
         if self.pad != "auto":
             return self.pad
-        low = float(image.array.min())
-        if str(image.metadata.get("modality", "")).upper() == "CT" and low <= -1000:
-            return -1000.0
-        return low
+        ct = str(image.metadata.get("modality", "")).upper() == "CT"
+        a = image.array
+        # each channel is padded with its own minimum: stacked windows have different "air"
+        lows = [float(a.min())] if a.ndim == 3 else [float(v) for v in a.min(axis=(0, 1, 2))]
+        values = [-1000.0 if ct and low <= -1000 else low for low in lows]
+        return values[0] if a.ndim == 3 else values
 
     def box(self, image, label, ctx, where):
+        check_output_grid(where, "shape", self.shape, image.n_channels)
         size = np.array(self.shape)
         n = np.array(image.geometry.size)
         diff = n - size  # > 0: crop, < 0: pad

@@ -44,7 +44,7 @@ from ..resample import (
     resample,
 )
 from ..volume import Volume
-from .base import Params, RunContext, Step, param_error, register
+from .base import Params, RunContext, Step, check_output_grid, param_error, register
 
 
 def _read_reference(path: str, where: str) -> Geometry:
@@ -155,6 +155,8 @@ class Resample(Step):
     def apply(self, image: Volume, label: Volume | None, ctx: RunContext) -> tuple[Volume, Volume | None, dict]:
         where = getattr(ctx, "where", f"step ({self.op})")
         target = self.target_grid(image.geometry, where)
+        given = "spacing" if self.spacing is not None else "shape" if self.shape is not None else "reference"
+        check_output_grid(where, given, target.size, image.n_channels)
         options = dict(
             anisotropic_axis_interpolation=self.anisotropic_axis_interpolation,
             anisotropy_threshold=self.anisotropy_threshold,
@@ -204,17 +206,20 @@ def resample_label(
         a = label.array
         if not np.array_equal(a, np.round(a)):
             raise RecipeError(f"{where}: the label map holds non-integer values", hint="labels must be integers")
-        label = label.with_array(a.astype(np.int32))
+        wide = a.size and (a.min() < np.iinfo(np.int32).min or a.max() > np.iinfo(np.int32).max)
+        label = label.with_array(a.astype(np.int64 if wide else np.int32))
     before = label_values(label.array)
     out = resample(label, target, interpolation=interpolation, fill_value=0, **options)
     lost = _missing_labels(before, out.array)
     if lost:
         counts = {v: int(np.count_nonzero(label.array == v)) for v in lost[:5]}
         detail = ", ".join(f"{v} ({n} voxels)" for v, n in counts.items())
+        more = f" and {len(lost) - 5} more" if len(lost) > 5 else ""
+        other = "'nearest'" if interpolation == "label_linear" else "'label_linear'"
         raise RecipeError(
-            f"{where}: label value(s) {detail} vanished when resampling the label map to "
+            f"{where}: label value(s) {detail}{more} vanished when resampling the label map to "
             f"{target.spacing} mm with '{interpolation}'",
-            hint="use a finer spacing, 'label_linear', or remove these tiny structures first",
+            hint=f"use a finer spacing, label_interpolation {other}, or remove these tiny structures first",
         )
     return out
 

@@ -61,8 +61,9 @@ class Window(Step):
     Give exactly one of: ``"preset"`` (``lung``, ``mediastinum``, ``abdomen``, ``liver``,
     ``bone``, ``brain``, ``subdural``); ``"level"`` + ``"width"``; ``"from_series": true`` (the
     series' WindowCenter/WindowWidth from ``metadata["window_center"]``/``["window_width"]``,
-    entry ``"window_index"`` when it holds several); or ``"presets"``/``"windows"``, a list of
-    presets or ``{"level", "width"}`` objects stacked as channels, output (z, y, x, c).
+    entry ``"window_index"`` when it holds several); or ``"presets"``/``"windows"`` (or a list
+    given as ``"preset"``), a list of presets or ``{"level", "width"}`` objects stacked as
+    channels, output (z, y, x, c).
     """
 
     op = "window"
@@ -85,6 +86,8 @@ class Window(Step):
             )
         kind = given[0]
         from_series, stacked, window_index = False, False, 0
+        if kind == "preset" and isinstance(p.params["preset"], list):
+            kind = "preset_list"  # "preset": ["lung", "bone"] reads as the stacked form
         if kind == "preset":
             windows = (_parse_window(p.raw("preset"), where, "preset"),)
         elif kind == "level":
@@ -96,10 +99,11 @@ class Window(Step):
             window_index = p.integer("window_index", 0, minimum=0)
             windows = ()
         else:
-            items = p.raw(kind)
+            name = "preset" if kind == "preset_list" else kind
+            items = p.raw(name)
             if not isinstance(items, list) or not items:
-                raise param_error(where, kind, "must be a non-empty list")
-            windows = tuple(_parse_window(v, where, kind) for v in items)
+                raise param_error(where, name, "must be a non-empty list")
+            windows = tuple(_parse_window(v, where, name) for v in items)
             stacked = True
         output = p.choice("output", ("float32", "uint8"), "float32")
         p.finish()
