@@ -288,3 +288,199 @@ def write_enhanced_mr(
     ds.NumberOfFrames = len(frames)
     ds.PixelData = np.stack([f["pixels"] for f in facts]).astype(np.uint16).tobytes()
     return save(ds, path), facts
+
+
+# ------------------------------------------------------------------------ Siemens mosaic
+def csa2_header(elements: dict[str, tuple[str, Sequence[str]]]) -> bytes:
+    """A Siemens CSA2 ("SV10") header holding ``name -> (VR, string items)`` (nibabel parses it)."""
+    import struct
+
+    out = bytearray(b"SV10\4\3\2\1")
+    out += struct.pack("<2I", len(elements), 77)
+    for name, (vr, items) in elements.items():
+        out += struct.pack("<64si4s3i", name.encode(), len(items), vr.encode().ljust(4, b"\0"), 3, len(items), 77)
+        for text in items:
+            data = text.encode() + b"\0"
+            out += struct.pack("<4i", len(data), len(data), 77, len(data))
+            out += data + b"\0" * (-len(data) % 4)
+    return bytes(out)
+
+
+def write_mosaic(
+    path: str | os.PathLike,
+    tiles: np.ndarray,
+    *,
+    first_tile_position: Sequence[float],
+    orientation: Sequence[float] = (1, 0, 0, 0, 1, 0),
+    pixel_spacing: Sequence[float] = (2.0, 2.5),
+    slice_step: float = 3.0,
+    descending: bool = False,
+    series_uid: str,
+    tiles_in_csa_only: bool = False,
+    acquisition_number: int = 1,
+    instance_number: int = 1,
+) -> Path:
+    """Write one Siemens mosaic holding ``tiles`` (n, rows, cols) stored values.
+
+    Tile ``k`` lies at ``first_tile_position + k * slice_step * s`` where ``s`` is the
+    normal ``row x col`` (negated when ``descending``, and stated by the CSA header's
+    SliceNormalVector). ImagePositionPatient is written as Siemens does: the position of the
+    whole mosaic's first pixel. With ``tiles_in_csa_only`` NumberOfImagesInMosaic appears
+    only in the CSA image header, not in (0019,xx0A).
+    """
+    n, tr, tc = tiles.shape
+    m = int(math.ceil(math.sqrt(n)))
+    image = np.zeros((m * tr, m * tc), np.uint16)
+    for k in range(n):
+        image[(k // m) * tr : (k // m + 1) * tr, (k % m) * tc : (k % m + 1) * tc] = tiles[k]
+    r, c = np.asarray(orientation[:3], float), np.asarray(orientation[3:], float)
+    normal = np.cross(r, c) * (-1 if descending else 1)
+    rows, cols = image.shape
+    ipp = (
+        np.asarray(first_tile_position, float)
+        - r * pixel_spacing[1] * (cols - tc) / 2.0
+        - c * pixel_spacing[0] * (rows - tr) / 2.0
+    )
+    path = write_slice(
+        path,
+        image,
+        position=ipp,
+        orientation=orientation,
+        pixel_spacing=pixel_spacing,
+        series_uid=series_uid,
+        modality="MR",
+        bits_stored=12,
+        rescale=None,
+        slice_thickness=slice_step,
+        instance_number=instance_number,
+        image_type=("ORIGINAL", "PRIMARY", "M", "ND", "MOSAIC"),
+        AcquisitionNumber=acquisition_number,
+        SpacingBetweenSlices=f"{slice_step:g}",
+        Manufacturer="SIEMENS",
+    )
+    import pydicom
+
+    ds = pydicom.dcmread(str(path))
+    ds.add_new((0x0019, 0x0010), "LO", "SIEMENS MR HEADER")
+    if not tiles_in_csa_only:
+        ds.add_new((0x0019, 0x100A), "US", n)
+    csa = {
+        "SliceNormalVector": ("FD", [f"{v:.8f}" for v in normal]),
+        "NumberOfImagesInMosaic": ("US", [str(n)]),
+        "AcquisitionMatrixText": ("SH", [f"{tr}p*{tc}"]),
+    }
+    ds.add_new((0x0029, 0x0010), "LO", "SIEMENS CSA HEADER")
+    ds.add_new((0x0029, 0x1010), "OB", csa2_header(csa))
+    return save(ds, path)
+
+
+def rewrite_big_endian(path: str | os.PathLike) -> Path:
+    """Re-encode a native little-endian file as Explicit VR Big Endian (retired, still met in archives).
+
+    The pixel bytes are swapped here: pydicom writes the PixelData value as given.
+    """
+    import pydicom
+
+    path = Path(path)
+    ds = pydicom.dcmread(str(path))
+    values = np.frombuffer(ds.PixelData, dtype=f"<{'i' if ds.PixelRepresentation else 'u'}{ds.BitsAllocated // 8}")
+    ds.PixelData = values.astype(values.dtype.newbyteorder(">")).tobytes()
+    ds.file_meta.TransferSyntaxUID = "1.2.840.10008.1.2.2"
+    if _is_pydicom2():
+        ds.is_little_endian, ds.is_implicit_VR = False, False
+        ds.save_as(str(path), write_like_original=False)
+    else:
+        pydicom.dcmwrite(str(path), ds, implicit_vr=False, little_endian=False, force_encoding=True)
+    return path
+
+
+# ------------------------------------------------------------------- enhanced, frame by frame
+def write_enhanced_frames(
+    path: str | os.PathLike,
+    frames: Sequence[dict],
+    *,
+    modality: str = "MR",
+    pixel_spacing: Sequence[float] = (0.9, 1.1),
+    shared_orientation: Sequence[float] | None = None,
+    shared_rescale: tuple[float, float] | None = None,
+    series_uid: str | None = None,
+    **attributes,
+) -> Path:
+    """Write an enhanced CT/MR multi-frame file from explicit per-frame facts, in the given order.
+
+    Each frame is a dict with ``stored`` (rows, cols) and optionally ``position`` (None: no
+    Plane Position macro), ``orientation`` (None: taken from ``shared_orientation`` if any),
+    ``temporal`` (TemporalPositionIndex), ``echo`` (EffectiveEchoTime, ms), ``stack``
+    (StackID) and ``rescale`` (per-frame slope, intercept). PixelSpacing lives only in the
+    shared Pixel Measures macro.
+    """
+    from pydicom.dataset import Dataset, FileDataset, FileMetaDataset
+    from pydicom.sequence import Sequence as Seq
+
+    sop_class = "1.2.840.10008.5.1.4.1.1.2.1" if modality == "CT" else "1.2.840.10008.5.1.4.1.1.4.1"
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = sop_class
+    meta.MediaStorageSOPInstanceUID = new_uid()
+    meta.TransferSyntaxUID = EXPLICIT_VR_LE
+    meta.ImplementationClassUID = "1.2.826.0.1.3680043.8.498.2"
+    ds = FileDataset(str(path), Dataset(), file_meta=meta, preamble=b"\0" * 128)
+    ds.SOPClassUID = sop_class
+    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
+    ds.StudyInstanceUID = "1.2.826.0.1.3680043.8.498.1"
+    ds.SeriesInstanceUID = series_uid or new_uid()
+    ds.Modality = modality
+    ds.ImageType = ["ORIGINAL", "PRIMARY", "AXIAL" if modality == "CT" else "M", "NONE"]
+    rows, cols = frames[0]["stored"].shape
+    ds.Rows, ds.Columns = rows, cols
+    ds.SamplesPerPixel = 1
+    ds.PhotometricInterpretation = "MONOCHROME2"
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 0
+    shared = Dataset()
+    measures = Dataset()
+    measures.PixelSpacing = [f"{v:g}" for v in pixel_spacing]
+    measures.SliceThickness = "3"
+    shared.PixelMeasuresSequence = Seq([measures])
+    if shared_orientation is not None:
+        ori = Dataset()
+        ori.ImageOrientationPatient = [f"{v:.8f}" for v in shared_orientation]
+        shared.PlaneOrientationSequence = Seq([ori])
+    if shared_rescale is not None:
+        lut = Dataset()
+        lut.RescaleSlope, lut.RescaleIntercept = f"{shared_rescale[0]:g}", f"{shared_rescale[1]:g}"
+        lut.RescaleType = "HU" if modality == "CT" else "US"
+        shared.PixelValueTransformationSequence = Seq([lut])
+    ds.SharedFunctionalGroupsSequence = Seq([shared])
+    items = []
+    for f in frames:
+        item = Dataset()
+        if f.get("position") is not None:
+            pos = Dataset()
+            pos.ImagePositionPatient = [f"{v:.6f}" for v in f["position"]]
+            item.PlanePositionSequence = Seq([pos])
+        if f.get("orientation") is not None:
+            ori = Dataset()
+            ori.ImageOrientationPatient = [f"{v:.8f}" for v in f["orientation"]]
+            item.PlaneOrientationSequence = Seq([ori])
+        content = Dataset()
+        if f.get("temporal") is not None:
+            content.TemporalPositionIndex = int(f["temporal"])
+        if f.get("stack") is not None:
+            content.StackID = str(f["stack"])
+            content.InStackPositionNumber = int(f.get("in_stack", 1))
+        item.FrameContentSequence = Seq([content])
+        if f.get("echo") is not None:
+            echo = Dataset()
+            echo.EffectiveEchoTime = float(f["echo"])
+            item.MREchoSequence = Seq([echo])
+        if f.get("rescale") is not None:
+            lut = Dataset()
+            lut.RescaleSlope, lut.RescaleIntercept = f"{f['rescale'][0]:g}", f"{f['rescale'][1]:g}"
+            lut.RescaleType = "US"
+            item.PixelValueTransformationSequence = Seq([lut])
+        items.append(item)
+    ds.PerFrameFunctionalGroupsSequence = Seq(items)
+    ds.NumberOfFrames = len(frames)
+    for key, value in attributes.items():
+        setattr(ds, key, value)
+    ds.PixelData = np.stack([f["stored"] for f in frames]).astype(np.uint16).tobytes()
+    return save(ds, path)

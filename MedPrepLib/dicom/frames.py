@@ -63,7 +63,8 @@ def enhanced_frames(ds) -> tuple[FrameGeometry, ...]:
     """One :class:`FrameGeometry` per frame of an enhanced multi-frame dataset.
 
     ``temporal_key`` is the TemporalPositionIndex, else the cardiac TriggerDelayTime (ms);
-    ``echo_key`` the EffectiveEchoTime (ms).
+    ``echo_key`` the EffectiveEchoTime (ms); ``stack_key`` the StackID (a file may hold
+    several stacks, e.g. two slabs or two overlapping blocks of slices).
     """
     n = int(ds.get("NumberOfFrames") or 1)
     shared_seq = ds.get("SharedFunctionalGroupsSequence")
@@ -82,6 +83,7 @@ def enhanced_frames(ds) -> tuple[FrameGeometry, ...]:
         if temporal is None:
             temporal = _float(_lookup(pf, shared, "CardiacSynchronizationSequence", "NominalCardiacTriggerDelayTime"))
         echo = _float(_lookup(pf, shared, "MREchoSequence", "EffectiveEchoTime"))
+        stack = _lookup(pf, shared, "FrameContentSequence", "StackID")
         frames.append(
             FrameGeometry(
                 position=position,
@@ -93,6 +95,7 @@ def enhanced_frames(ds) -> tuple[FrameGeometry, ...]:
                 rescale_intercept=intercept,
                 echo_key=echo,
                 slice_thickness=thickness,
+                stack_key=None if stack is None else str(stack).strip(),
             )
         )
     return tuple(frames)

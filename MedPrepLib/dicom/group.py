@@ -1,7 +1,7 @@
 """Grouping file headers into image stacks (one volume each), header-only.
 
 Files are grouped by SeriesInstanceUID, then split by orientation (ImageOrientationPatient
-within ``ORIENTATION_TOL``), image size and pixel spacing. Where slice positions then repeat, the repeats
+within ``ORIENTATION_TOL``), image size, pixel spacing and the StackID of enhanced frames. Where slice positions then repeat, the repeats
 are told apart by echo (each echo becomes its own stack) and then by the first temporal key
 that gives every position the same number of distinct values (one 4D stack, ``n_timepoints``
 > 1). The result does not depend on the order of the input.
@@ -60,13 +60,14 @@ class FrameRef:
         """Value of a grouping key for this unit (frame-level keys first for multi-frame)."""
         h = self.header
         if h.is_multiframe and not h.is_mosaic and self.frame is not None:
-            if key == "echo":
+            # Frame-level values first; a file-level value (one enhanced file per time point
+            # or per acquisition, as Siemens XA and Philips write 4D) applies to all its frames.
+            if key == "echo" and self.frame.echo_key is not None:
                 return self.frame.echo_key
-            if key == "temporal_position":
+            if key == "temporal_position" and self.frame.temporal_key is not None:
                 return self.frame.temporal_key
             if key == "frame_number":
                 return self.frame.frame_index
-            return None
         if key == "frame_number":
             return None
         if key == "echo":
@@ -261,6 +262,18 @@ def _finish_or_split(series_uid: str, split_key: dict, refs: list[FrameRef]) -> 
     return [stack]
 
 
+def _split_stack_ids(refs: list[FrameRef]) -> dict[str, list[FrameRef]]:
+    """Enhanced frames by StackID (DICOM's own statement that frames form separate stacks,
+    e.g. two slabs or two overlapping blocks in one file); one group when there is no StackID."""
+    groups: dict[str, list[FrameRef]] = defaultdict(list)
+    for r in refs:
+        label = r.frame.stack_key if r.header.is_multiframe and r.frame is not None else None
+        groups[label or ""].append(r)
+    if len(groups) > 1 and "" in groups:
+        return {"": refs}  # some frames without StackID: do not guess which stack they join
+    return dict(groups)
+
+
 def _split_echoes(refs: list[FrameRef]) -> dict[object, list[FrameRef]] | None:
     """Split by echo when positions repeat and each echo alone repeats less."""
     if not _positions_repeat(refs):
@@ -314,7 +327,7 @@ def group_stacks(headers: list[FileHeader]) -> tuple[list[Stack], list[Skipped]]
         sizes = {k[1] for k in parts}
         spacings = {k[2] for k in parts}
         series_stacks: list[Stack] = []
-        for (label, size, spacing), members in sorted(parts.items()):
+        for (label, size, spacing), part in sorted(parts.items()):
             key: dict = {}
             if len(orientations) > 1:
                 key["orientation"] = label
@@ -322,12 +335,16 @@ def group_stacks(headers: list[FileHeader]) -> tuple[list[Stack], list[Skipped]]
                 key["size"] = size
             if len(spacings) > 1:
                 key["pixel_spacing"] = spacing
-            echoes = _split_echoes(members)
-            if echoes is None:
-                series_stacks.extend(_finish_or_split(uid, key, members))
-            else:
-                for echo in sorted(echoes, key=lambda e: float(e)):
-                    series_stacks.extend(_finish_or_split(uid, {**key, "echo": echo}, echoes[echo]))
+            by_stack = _split_stack_ids(part)
+            for stack_label in sorted(by_stack):
+                members = by_stack[stack_label]
+                part_key = {**key, "stack": stack_label} if len(by_stack) > 1 else key
+                echoes = _split_echoes(members)
+                if echoes is None:
+                    series_stacks.extend(_finish_or_split(uid, part_key, members))
+                else:
+                    for echo in sorted(echoes, key=lambda e: float(e)):
+                        series_stacks.extend(_finish_or_split(uid, {**part_key, "echo": echo}, echoes[echo]))
         stacks.extend(_drop_localizers(series_stacks, skipped))
 
     # Stable, unique ids and order
@@ -350,7 +367,10 @@ def _drop_localizers(stacks: list[Stack], skipped: list[Skipped]) -> list[Stack]
         return stacks
     kept = []
     for s in stacks:
-        if len(s.headers) == 1 and s.kind == "single" and len(stack_refs(s)) == 1:
+        # Only a slice of another geometry is a localizer; one set apart by acquisition, echo
+        # or time (a re-acquired slice) stays a stack of its own, listed for the user to judge.
+        other_geometry = any(k in s.split_key for k in ("orientation", "size", "pixel_spacing"))
+        if other_geometry and len(s.headers) == 1 and s.kind == "single" and len(stack_refs(s)) == 1:
             skipped.append(
                 Skipped(
                     s.headers[0].path,

@@ -77,11 +77,20 @@ def _collect(stack: Stack) -> list[_Slice]:
             entries.extend((ref.header, f, t) for f in ref.header.frames)
         else:
             entries.append((ref.header, ref.frame, t))
-    missing = [h.path for h, f, _ in entries if f is None or f.position is None or f.orientation is None]
+    missing = [(h, f) for h, f, _ in entries if f is None or f.position is None or f.orientation is None]
     if missing:
+        what = []
+        if any(f is None or f.position is None for _, f in missing):
+            what.append("ImagePositionPatient")
+        if any(f is None or f.orientation is None for _, f in missing):
+            what.append("ImageOrientationPatient")
+        labels = [
+            f"{h.path} (frame {f.frame_index + 1})" if h.is_multiframe and f is not None else h.path
+            for h, f in missing
+        ]
         raise GeometryError(
-            f"ImagePositionPatient or ImageOrientationPatient missing in {len(missing)} slice(s): {_names(missing)}",
-            path=os.path.dirname(missing[0]),
+            f"{' and '.join(what)} missing in {len(missing)} of {len(entries)} slice(s): {_names(labels)}",
+            path=os.path.dirname(missing[0][0].path),
             hint="the slices cannot be placed in space; MedPrep never assumes an identity geometry",
         )
     first = np.asarray(entries[0][1].orientation)

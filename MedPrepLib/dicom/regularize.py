@@ -97,9 +97,12 @@ def describe_problem(g: StackGeometry, names: list[str]) -> str:
     """One sentence naming the tilt angle or the gap, and the files around it."""
     parts = []
     if g.tilted:
+        # per *typical* step: with a missing slice the mean step is not a step of the stack
+        typical = float(np.median(np.diff(g.distances))) if len(g.distances) > 1 else g.step
+        per_step = float(np.linalg.norm(g.drift_per_step)) / g.step * typical if g.step else 0.0
         parts.append(
             f"gantry tilt of {g.tilt_deg:.2f} degrees (slice positions drift "
-            f"{np.linalg.norm(g.drift_per_step):.3f} mm sideways per {g.step:.3f} mm slice step, "
+            f"{per_step:.3f} mm sideways per {typical:.3f} mm slice step, "
             f"{np.abs(g.drifts).max():.2f} mm in total from {_name(names, 0)} to {_name(names, -1)})"
         )
     if g.uneven:

@@ -58,6 +58,7 @@ class FrameGeometry:
     rescale_intercept: float | None = None
     echo_key: float | None = None  # effective echo time (ms) of an enhanced MR frame
     slice_thickness: float | None = None  # mm, from the frame's pixel measures
+    stack_key: str | None = None  # StackID of an enhanced frame: frames of different stacks never mix
 
 
 @dataclass
