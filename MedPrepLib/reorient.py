@@ -20,6 +20,7 @@ True
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 
 import numpy as np
@@ -35,8 +36,9 @@ def orientation_transform(direction, code: str) -> tuple[list[int], list[bool]]:
 
     ``code`` is validated by :func:`~MedPrepLib.geometry.direction_from_code` (ValueError).
     """
-    direction_from_code(code)
+    target = direction_from_code(code)
     code = code.upper()
+    direction = np.asarray(direction, dtype=np.float64).reshape(3, 3)
     current = orientation_code(direction)
     perm, flips = [], []
     for letter in code:
@@ -45,7 +47,31 @@ def orientation_transform(direction, code: str) -> tuple[list[int], list[bool]]:
                 perm.append(axis)
                 flips.append(have != letter)
                 break
-    return perm, flips
+    if orientation_code(_permuted_direction(direction, perm, flips)) == code:
+        return perm, flips
+    # An oblique grid on a tie (an axis at exactly 45 degrees between two patient axes): the
+    # closest code depends on the column order, so the natural permutation can come out under
+    # another code, and reorienting again would permute again. Take the signed permutation best
+    # aligned with ``code`` — among those that read as ``code`` afterwards if any does, else among
+    # all — preferring the identity on ties, so that reorienting again is a no-op.
+    return _best_aligned(direction, target, code, named=True) or _best_aligned(direction, target, code, named=False)
+
+
+def _best_aligned(direction: np.ndarray, target: np.ndarray, code: str, *, named: bool):
+    best, best_score = None, -np.inf
+    for candidate in itertools.permutations(range(3)):  # identity first
+        for signs in itertools.product((False, True), repeat=3):  # no flip first
+            d = _permuted_direction(direction, candidate, signs)
+            if named and orientation_code(d) != code:
+                continue
+            score = float(np.sum(d * target))
+            if score > best_score + 1e-9:
+                best, best_score = (list(candidate), list(signs)), score
+    return best
+
+
+def _permuted_direction(direction: np.ndarray, perm: Sequence[int], flips: Sequence[bool]) -> np.ndarray:
+    return np.stack([direction[:, a] * (-1.0 if f else 1.0) for a, f in zip(perm, flips)], axis=1)
 
 
 def inverse_transform(perm: Sequence[int], flips: Sequence[bool]) -> tuple[list[int], list[bool]]:

@@ -22,7 +22,8 @@ from .base import Params, Step, param_error, register
 class N4BiasCorrection(Step):
     """Correct a smooth multiplicative intensity bias (MR), keeping units; float32 output.
 
-    Parameters: ``shrink_factor`` (default 4, voxels per axis of the estimation grid),
+    Parameters: ``shrink_factor`` (default 4, voxels per axis of the estimation grid; lowered
+    along an axis where it would leave fewer than 2 voxels, e.g. a 5-slice stack),
     ``iterations`` (per fitting level, default [50, 50, 50, 50]), ``convergence_threshold``
     (0.001), ``control_points`` (4 per axis at the coarsest level), ``mask``: ``"otsu"``
     (default: SimpleITK's Otsu threshold, the object brighter than the background), ``"all"``,
@@ -102,7 +103,9 @@ class N4BiasCorrection(Step):
         mask_voxels = int(np.count_nonzero(sitk.GetArrayViewFromImage(mask_itk)))
         if mask_voxels == 0:
             raise RecipeError(f"{ctx.where}: the N4 mask ({self.mask}) is empty")
-        shrink = [min(self.shrink_factor, s) for s in image.geometry.size]
+        # an axis shrunk to a single voxel makes N4's B-spline fit fail ("Refusing to change
+        # spacing"): keep at least 2 voxels along every axis of the estimation grid
+        shrink = [min(self.shrink_factor, max(1, s // 2)) for s in image.geometry.size]
         small = sitk.Shrink(image_itk, shrink)
         small_mask = sitk.Shrink(mask_itk, shrink)
         corrector = sitk.N4BiasFieldCorrectionImageFilter()
