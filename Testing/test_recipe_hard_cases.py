@@ -586,3 +586,21 @@ def test_n4_on_a_stack_of_few_slices_lowers_the_shrink_along_that_axis(slices):
     after_img = res.image.array
     after = np.ptp([after_img[..., x][a[..., x] > 120 * ramp[0, 0, x]].mean() for x in (0, 31)])
     assert after < before
+
+
+@pytest.mark.parametrize("stored_as", ["LPS", "SAL", "IRP"])
+def test_restore_accepts_a_prediction_stored_in_another_axis_order(oblique_files, stored_as):
+    """Tools often save predictions reoriented (nibabel's canonical RAS, ITK's LPS): the same voxel
+    centres in another axis order. Restore permutes them back exactly instead of refusing."""
+    from MedPrepLib.reorient import reorient
+
+    d, label = oblique_files
+    argv = ["preprocess", str(d / "ct.nii.gz"), str(d / "pre.nii.gz"), "--recipe", str(d / "r.json")]
+    assert main([*argv, "--label", str(d / "seg.nii.gz"), "--label-output", str(d / "pre_seg.nii.gz")]) == 0
+    pred = reorient(read_image(d / "pre_seg.nii.gz"), stored_as)
+    assert pred.geometry.orientation != "ASR"  # the recipe's last step wrote ASR
+    write_image(pred, d / "pred.nrrd")
+    provenance = ["--provenance", str(d / "pre.provenance.json")]
+    assert main(["restore", str(d / "pred.nrrd"), str(d / "back.nii.gz"), *provenance]) == 0
+    back = read_image(d / "back.nii.gz")
+    assert back.geometry.isclose(label.geometry, atol_mm=1e-3) and np.array_equal(back.array, label.array)

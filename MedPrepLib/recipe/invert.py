@@ -15,6 +15,7 @@ accepted too, the steps being rebuilt from their ``params``.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import numpy as np
@@ -25,6 +26,8 @@ from ..progress import as_progress
 from ..volume import Volume
 from .base import STEP_TYPES, Step
 from .recipe import PROVENANCE_FORMAT, steps_for_restore
+
+log = logging.getLogger(__name__)
 
 GRID_TOLERANCE_MM = 1e-2
 """Spacing/origin tolerance when matching a prediction to the preprocessed grid (float32 file headers)."""
@@ -42,7 +45,9 @@ def _steps(provenance: dict) -> list[tuple[Step, dict]]:
         if op not in STEP_TYPES:
             raise RecipeError(f"provenance step {number}: unknown op {op!r}")
         params.pop("op", None)
-        steps.append((STEP_TYPES[op].from_params(params, f"provenance step {number} ({op})"), entry.get("record") or {}))
+        steps.append(
+            (STEP_TYPES[op].from_params(params, f"provenance step {number} ({op})"), entry.get("record") or {})
+        )
     return steps
 
 
@@ -55,8 +60,24 @@ def _grid(description: Any) -> Geometry | None:
     return Geometry.from_dict(description) if "size" in description else None
 
 
-def _check_grid(pred: Volume, expected: Geometry) -> None:
+def _on_expected_grid(pred: Volume, expected: Geometry) -> Volume:
+    """``pred`` on exactly ``expected``, or a :class:`RecipeError` naming both grids.
+
+    A prediction another tool stored in another axis order (LPS instead of RAS, say) holds the
+    same voxel centres: it is permuted back (no interpolation) when that makes the grids agree.
+    """
     g = pred.geometry
+    if g.size != expected.size or not g.isclose(expected, atol_mm=GRID_TOLERANCE_MM, atol_dir=1e-4):
+        from ..reorient import reorient
+
+        turned = reorient(pred, expected.orientation)
+        if turned.geometry.isclose(expected, atol_mm=GRID_TOLERANCE_MM, atol_dir=1e-4):
+            log.info(
+                "the prediction is stored as %s, the preprocessed image as %s: axes permuted back",
+                g.orientation,
+                expected.orientation,
+            )
+            pred, g = turned, turned.geometry
     if g.size != expected.size:
         raise RecipeError(
             f"the prediction's grid has {g.size} voxels (x, y, z) but the preprocessed image had {expected.size}",
@@ -64,17 +85,19 @@ def _check_grid(pred: Volume, expected: Geometry) -> None:
         )
     if not g.isclose(expected, atol_mm=GRID_TOLERANCE_MM, atol_dir=1e-4):
         raise RecipeError(
-            f"the prediction's grid (spacing {g.spacing} mm, origin {g.origin} mm LPS) differs from the "
-            f"preprocessed image's (spacing {expected.spacing} mm, origin {expected.origin} mm LPS)",
+            f"the prediction's grid (spacing {g.spacing} mm, origin {g.origin} mm LPS, {g.orientation}) differs "
+            f"from the preprocessed image's (spacing {expected.spacing} mm, origin {expected.origin} mm LPS, "
+            f"{expected.orientation})",
             hint="the prediction must be on the preprocessed image's grid",
         )
+    return Volume(pred.array, expected, metadata=pred.metadata)
 
 
 def restore_label(pred: Volume, provenance: dict, *, progress=None) -> Volume:
     """The label map ``pred`` (on the preprocessed grid) mapped onto the original image's grid.
 
     ``pred`` must be a scalar (z, y, x) label map whose grid matches the provenance's output
-    within :data:`GRID_TOLERANCE_MM`; the returned volume has exactly the original grid (LPS mm,
+    within :data:`GRID_TOLERANCE_MM` (stored in any axis order: a permutation is undone exactly); the returned volume has exactly the original grid (LPS mm,
     as recorded) and ``pred``'s dtype.
     """
     progress = as_progress(progress)
@@ -90,8 +113,7 @@ def restore_label(pred: Volume, provenance: dict, *, progress=None) -> Volume:
         expected = _grid(geometric[-1][1].get("output_geometry"))
     label = pred
     if expected is not None:
-        _check_grid(pred, expected)
-        label = Volume(pred.array, expected, metadata=pred.metadata)
+        label = _on_expected_grid(pred, expected)
     for n, (step, record) in enumerate(reversed(geometric)):
         progress.update(f"undoing {step.op}", n / max(len(geometric), 1))
         label = step.invert_label(label, record)
