@@ -620,3 +620,24 @@ def test_bspline_resampling_is_byte_identical_whatever_the_thread_count():
     one = resample(image, target, interpolation="bspline", threads=1).array
     for threads in (2, 4):
         assert np.array_equal(resample(image, target, interpolation="bspline", threads=threads).array, one)
+
+
+def test_a_relative_reference_image_is_read_beside_the_recipe_file(tmp_path, monkeypatch):
+    image, label = ct_case(np.eye(3), size=(20, 20, 10), spacing=(1.0, 1.0, 2.0))
+    folder = tmp_path / "recipes"
+    folder.mkdir()
+    ras = direction_from_code("RAS")
+    reference = Geometry((30, 30, 30), (1.0, 1.0, 1.0), tuple(image.geometry.center() - ras @ np.full(3, 14.5)), ras)
+    write_image(Volume(np.zeros(reference.shape, np.uint8), reference), folder / "grid.nii.gz")
+    (folder / "r.json").write_text(
+        json.dumps({"version": 1, "steps": [{"op": "resample", "reference": "grid.nii.gz"}]})
+    )
+    monkeypatch.chdir(tmp_path)  # not the recipe's folder
+    recipe = Recipe.load(folder / "r.json")
+    res = run_recipe(recipe, image, label)
+    assert res.image.geometry.isclose(reference, atol_mm=1e-4)
+    assert Recipe.from_dict(res.provenance["recipe"]) == recipe  # the provenance replays anywhere
+    missing = folder / "missing.json"
+    missing.write_text(json.dumps({"version": 1, "steps": [{"op": "resample", "reference": "nope.nii.gz"}]}))
+    with pytest.raises(RecipeError, match=r"step 1 \(resample\): the 'reference' image does not exist"):
+        run_recipe(Recipe.load(missing), image)

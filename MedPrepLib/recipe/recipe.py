@@ -11,7 +11,8 @@ The JSON contract (outside tools write these; names are kept, new ones may be ad
                {"op": "crop_body", "threshold_hu": -500, "margin_mm": 10},
                {"op": "pad_crop", "shape": [128, 128, 128]}]}
 
-Spacing and shape are (x, y, z) like SimpleITK. Steps are numbered from 1 in every message
+Spacing and shape are (x, y, z) like SimpleITK; a relative ``"reference"`` image path in a recipe
+file is read from that file's folder. Steps are numbered from 1 in every message
 ("step 3 (clip_scale): 'max' must be greater than 'min'"). Top-level keys other than
 ``version`` and ``steps`` (a ``name``, a ``description``) are kept as they are.
 
@@ -104,6 +105,12 @@ class Recipe:
                 raise RecipeError(f"step {number}: {what} (known: {known})", path=path)
             where = f"step {number} ({op})"
             rest = {k: v for k, v in params.items() if k != "op"}
+            if path is not None and isinstance(rest.get("reference"), str) and rest["reference"]:
+                # a reference image named relative to a recipe file sits beside that file,
+                # wherever the command is run from
+                reference = Path(rest["reference"])
+                if not reference.is_absolute():
+                    rest["reference"] = os.fspath(Path(path).parent / reference)
             try:
                 steps.append(STEP_TYPES[op].from_params(rest, where))
             except RecipeError as exc:

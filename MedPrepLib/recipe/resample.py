@@ -3,7 +3,8 @@
 Parameters (JSON; (x, y, z) order like SimpleITK):
 
 * exactly one of ``"spacing": [sx, sy, sz]`` (mm), ``"shape": [nx, ny, nz]`` (voxels) or
-  ``"reference"`` — a path to an image whose grid is used (only its header is read), or a
+  ``"reference"`` — a path to an image whose grid is used (only its header is read; relative to
+  the recipe file's folder when the recipe is loaded from a file), or a
   geometry dict (``Geometry.to_dict()``: size, spacing, origin (LPS mm), direction);
 * ``"interpolation"``: "linear" (default), "bspline" (cubic B-spline) or "nearest";
 * ``"label_interpolation"``: "nearest" (default) or "label_linear" (per-label linear: one-hot,
@@ -48,7 +49,16 @@ from .base import Params, RunContext, Step, check_output_grid, param_error, regi
 
 
 def _read_reference(path: str, where: str) -> Geometry:
+    import os
+
     import SimpleITK as sitk
+
+    if not os.path.isfile(path):
+        raise RecipeError(
+            f"{where}: the 'reference' image does not exist",
+            path=os.path.abspath(path),
+            hint="a relative path in a recipe file is read from the recipe's folder",
+        )
 
     reader = sitk.ImageFileReader()
     reader.SetFileName(str(path))
