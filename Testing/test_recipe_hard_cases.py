@@ -641,3 +641,15 @@ def test_a_relative_reference_image_is_read_beside_the_recipe_file(tmp_path, mon
     missing.write_text(json.dumps({"version": 1, "steps": [{"op": "resample", "reference": "nope.nii.gz"}]}))
     with pytest.raises(RecipeError, match=r"step 1 \(resample\): the 'reference' image does not exist"):
         run_recipe(Recipe.load(missing), image)
+
+
+@pytest.mark.parametrize("op", ["resample", "pad_crop"])
+def test_a_shape_written_as_whole_floats_is_accepted_as_integers(op):
+    """Outside tools that write every JSON number as a float (64.0) must not be refused; 64.5 is."""
+    recipe = Recipe.from_dict({"version": 1, "steps": [{"op": op, "shape": [24.0, 20.0, 16.0]}]})
+    assert recipe.to_dict()["steps"][0]["shape"] == [24, 20, 16]
+    assert all(type(v) is int for v in recipe.to_dict()["steps"][0]["shape"])
+    image, _ = ct_case(np.eye(3))
+    assert run_recipe(recipe, image).image.geometry.size == (24, 20, 16)
+    with pytest.raises(RecipeError, match=rf"step 1 \({op}\): 'shape' must be a list of 3 positive integers"):
+        Recipe.from_dict({"version": 1, "steps": [{"op": op, "shape": [24.5, 20, 16]}]})

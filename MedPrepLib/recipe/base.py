@@ -200,6 +200,22 @@ class Params:
             raise param_error(self.where, unknown[0], f"is not a parameter of this step (known: {known})")
 
 
+def parse_shape(value: Any, where: str, name: str = "shape") -> tuple[int, int, int]:
+    """A JSON shape [x, y, z] of positive whole numbers of voxels (``64.0`` from a tool that writes
+    every number as a float is 64); a :class:`RecipeError` naming step and parameter otherwise."""
+    if isinstance(value, (list, tuple)) and len(value) == 3:
+        out = []
+        for v in value:
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or v != v or v in (float("inf"), float("-inf")):
+                break
+            if v < 1 or v != int(v):
+                break
+            out.append(int(v))
+        else:
+            return tuple(out)
+    raise param_error(where, name, f"must be a list of 3 positive integers (x, y, z), got {value!r}")
+
+
 MAX_OUTPUT_VOXELS = 1 << 31
 """Largest grid (voxels, all channels) a geometric step may create: 8 GB of float32. Beyond it
 a typo in a spacing or shape (0.01 mm for 1 mm) would end in a MemoryError deep in numpy."""

@@ -34,7 +34,7 @@ import numpy as np
 from ..errors import RecipeError
 from ..geometry import Geometry
 from ..volume import Volume
-from .base import Params, RunContext, Step, check_output_grid, param_error, register
+from .base import Params, RunContext, Step, check_output_grid, param_error, parse_shape, register
 
 log = logging.getLogger(__name__)
 
@@ -255,13 +255,7 @@ class PadCrop(_BoxStep):
     @classmethod
     def from_params(cls, params: dict[str, Any], where: str) -> PadCrop:
         p = Params(params, where)
-        shape = p.raw("shape")
-        if (
-            not isinstance(shape, (list, tuple))
-            or len(shape) != 3
-            or any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in shape)
-        ):
-            raise param_error(where, "shape", f"must be a list of 3 positive integers (x, y, z), got {shape!r}")
+        shape = parse_shape(p.raw("shape"), where)
         pad = p.raw("pad_value", "auto")
         if pad != "auto" and (isinstance(pad, bool) or not isinstance(pad, (int, float)) or not np.isfinite(pad)):
             raise param_error(where, "pad_value", f'must be a number or "auto", got {pad!r}')

@@ -45,7 +45,7 @@ from ..resample import (
     resample,
 )
 from ..volume import Volume
-from .base import Params, RunContext, Step, check_output_grid, param_error, register
+from .base import Params, RunContext, Step, check_output_grid, param_error, parse_shape, register
 
 
 def _read_reference(path: str, where: str) -> Geometry:
@@ -103,13 +103,7 @@ class Resample(Step):
         spacing = p.numbers("spacing", 3, None, positive=True)
         shape = p.raw("shape", None)
         if shape is not None:
-            if (
-                not isinstance(shape, (list, tuple))
-                or len(shape) != 3
-                or any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in shape)
-            ):
-                raise param_error(where, "shape", f"must be a list of 3 positive integers (x, y, z), got {shape!r}")
-            shape = tuple(shape)
+            shape = parse_shape(shape, where)
         reference = p.raw("reference", None)
         if reference is not None:
             if isinstance(reference, dict):
