@@ -670,3 +670,64 @@ def test_scan_accounts_for_every_file_and_convert_follows_the_contract(tmp_path,
     assert main(["convert", str(data), str(tmp_path / "any.nii.gz")]) != 0
     err = capsys.readouterr().err
     assert all(s["id"] in err for s in listing["series"])
+
+
+# ------------------------------------------------------------------------------ float pixels, cut files
+@pytest.mark.parametrize("syntax", ["1.2.840.10008.1.2.1", "1.2.840.10008.1.2.1.99"], ids=["explicit", "deflated"])
+def test_float_pixel_data_keeps_its_fractions(tmp_path, syntax):
+    import pydicom
+    from dicom_factory import save
+
+    uid, expected = new_uid(), []
+    for k in range(3):
+        path = write_slice(
+            tmp_path / f"f{k}.dcm",
+            expected_stored(k, ROWS, COLS),
+            position=(0, 0, 2.0 * k),
+            series_uid=uid,
+            modality="MR",
+            rescale=None,
+        )
+        ds = pydicom.dcmread(str(path))
+        del ds.PixelData, ds.PixelRepresentation
+        ds.BitsAllocated = ds.BitsStored = 32
+        ds.HighBit = 31
+        values = (expected_stored(k, ROWS, COLS) * 0.5 - 100.25).astype(np.float32)
+        ds.FloatPixelData = values.tobytes()
+        ds.file_meta.TransferSyntaxUID = syntax
+        save(ds, path)
+        expected.append(values)
+    volume = load_path(tmp_path)
+    assert volume.array.dtype == np.float32
+    np.testing.assert_array_equal(volume.array, np.stack(expected))
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")  # pydicom warns about the cut values
+def test_file_cut_anywhere_is_skipped_with_a_reason_never_loaded(tmp_path):
+    from MedPrepLib.dicom.header import SkipFile, read_header
+
+    full = write_slice(tmp_path / "full.dcm", expected_stored(0, ROWS, COLS), position=(0, 0, 0), series_uid=new_uid())
+    data = full.read_bytes()
+    sop_class_at = data.index(b"1.2.840.10008.5.1.4.1.1.2", 200)  # the data set's SOPClassUID value
+    cut = tmp_path / "cut.dcm"
+    for n in range(0, len(data) - 1, 3):
+        cut.write_bytes(data[:n])
+        with pytest.raises(SkipFile) as info:
+            read_header(str(cut))
+        assert info.value.reason in {"not_dicom", "unreadable", "truncated", "no_pixel_data"}, n
+        if sop_class_at < n < sop_class_at + 20 or n > len(data) - ROWS * COLS * 2:
+            assert info.value.reason == "truncated", (n, info.value)
+    # a folder with a file cut inside its header: scan says truncated, the rest loads
+    uid = new_uid()
+    truth = _axial_series(tmp_path / "series", series_uid=uid)
+    write_slice(
+        tmp_path / "series" / "cut.dcm",
+        expected_stored(9, ROWS, COLS),
+        position=(0, 0, 10.0),
+        series_uid=uid,
+        pixel_spacing=PIXEL_SPACING,
+    )
+    (tmp_path / "series" / "cut.dcm").write_bytes((tmp_path / "series" / "cut.dcm").read_bytes()[:400])
+    result = scan(tmp_path / "series", cache=False)
+    assert [(s.path.endswith("cut.dcm"), s.reason) for s in result.skipped] == [(True, "truncated")]
+    _assert_slices_on_grid(load_path(tmp_path / "series"), truth)

@@ -168,6 +168,34 @@ def _encapsulated_complete(f, value_offset: int, size: int, big: bool) -> bool:
             return False
 
 
+def _cut_short(ds, size: int) -> bool:
+    """True when the file ends inside the data set: its last element's value runs past the end
+    of the file, or bytes that are not a whole element follow it (or nothing follows the file meta)."""
+    if len(ds) == 0:
+        return True
+    raw = ds._dict[max(ds.keys())]  # the raw element: reading it here would convert it
+    length, tell = getattr(raw, "length", None), getattr(raw, "value_tell", None)
+    if length is None or tell is None or length == 0xFFFFFFFF:
+        return False  # already converted, or an undefined-length sequence: no cheap answer
+    return tell + length != size
+
+
+def _deflated_pixel_location(path: str) -> PixelDataLocation | None:
+    """Which pixel data element a deflated file holds (its offset is unknown: -1), or None.
+
+    The data set is one zlib stream, so the element is found by reading it all (a rare syntax)."""
+    import pydicom
+
+    try:
+        ds = pydicom.dcmread(path, force=True)
+    except Exception:
+        return PixelDataLocation(0x7FE00010, -1, None, False)  # let loading report the decoder's error
+    for tag in _PIXEL_TAGS:
+        if tag in ds:
+            return PixelDataLocation(tag, -1, None, False)
+    return None
+
+
 def read_header(path: str) -> FileHeader:
     """Read the header of one DICOM file (no pixel data) into a :class:`FileHeader`.
 
@@ -204,12 +232,25 @@ def read_header(path: str) -> FileHeader:
             except (ValueError, struct.error, OSError):
                 location, complete = None, True
                 if ts == DEFLATED_LE:
-                    location = PixelDataLocation(0x7FE00010, -1, None, False)  # present, position unknown
+                    location = _deflated_pixel_location(path)
     except OSError as exc:
         raise SkipFile("unreadable", f"cannot read: {exc.strerror}", path) from exc
-    return header_from_dataset(
-        ds, path, st.st_size, st.st_mtime_ns, pixel_location=location, encapsulated_complete=complete
-    )
+    reached_end = location is None and ts != DEFLATED_LE and _cut_short(ds, st.st_size)
+    try:
+        return header_from_dataset(
+            ds,
+            path,
+            st.st_size,
+            st.st_mtime_ns,
+            pixel_location=location,
+            encapsulated_complete=complete,
+            reached_end=reached_end,
+        )
+    except SkipFile:
+        raise
+    except Exception as exc:  # a value pydicom cannot convert (a file cut inside an element, garbage)
+        reason = "truncated" if reached_end else "unreadable"
+        raise SkipFile(reason, f"header values cannot be read ({type(exc).__name__}: {exc})", path) from exc
 
 
 # ---------------------------------------------------------------------------- extraction
@@ -253,8 +294,18 @@ def _floats(value, n: int | None = None) -> tuple[float, ...] | None:
     return values
 
 
-def _classify(ds, header: FileHeader, location: PixelDataLocation | None, complete: bool, has_pixels: bool) -> None:
-    """Raise SkipFile when the object is not a loadable scalar image."""
+def _classify(
+    ds,
+    header: FileHeader,
+    location: PixelDataLocation | None,
+    complete: bool,
+    has_pixels: bool,
+    reached_end: bool = False,
+) -> None:
+    """Raise SkipFile when the object is not a loadable scalar image.
+
+    ``reached_end``: the file ends inside its data set, before any pixel data (cut short).
+    """
     path = header.path
     sop_class = header.sop_class_uid
     meta = getattr(ds, "file_meta", None)
@@ -272,6 +323,11 @@ def _classify(ds, header: FileHeader, location: PixelDataLocation | None, comple
     if modality in _NON_IMAGE_MODALITIES:
         raise SkipFile("non_image", f"modality {modality}", path)
     if not has_pixels:
+        if reached_end:
+            raise SkipFile(
+                "truncated", f"the file ends after {header.size_bytes} bytes, inside its header, before any pixel data",
+                path,
+            )
         raise SkipFile("no_pixel_data", path=path)
     if not complete:
         raise SkipFile("truncated", "encapsulated pixel data runs past the end of the file", path)
@@ -313,6 +369,7 @@ def header_from_dataset(
     *,
     pixel_location: PixelDataLocation | None = None,
     encapsulated_complete: bool = True,
+    reached_end: bool = False,
 ) -> FileHeader:
     """Build a :class:`FileHeader` from a parsed dataset (pixel data may be absent).
 
@@ -372,7 +429,7 @@ def header_from_dataset(
     if is_enhanced(ds):
         h.is_multiframe = True
         h.extra["frame_type"] = list(frame_types(ds))
-    _classify(ds, h, pixel_location, encapsulated_complete, has_pixels)
+    _classify(ds, h, pixel_location, encapsulated_complete, has_pixels, reached_end)
     if is_mosaic(ds):
         h.is_mosaic = True
         h.extra["mosaic_tiles"] = number_of_tiles(ds)

@@ -6,7 +6,7 @@ offset the header reader found (no pydicom parse of the pixels); everything else
 pydicom's decoders (:mod:`.codecs`). Buffers are (slices, rows, cols) of the *stored* integer
 type; :func:`apply_modality_lut` turns them into output values, ``stored * slope + intercept``:
 int16 when every slope and intercept is integral, equal across slices, and the result fits;
-int32 when integral but wider; float32 otherwise.
+int32 when integral but wider; float32 otherwise (float64 for Double Float Pixel Data).
 """
 
 from __future__ import annotations
@@ -24,8 +24,15 @@ from .stack import FileHeader
 _FAST_SYNTAXES = {IMPLICIT_VR_LE, EXPLICIT_VR_LE, EXPLICIT_VR_BE}
 
 
+_FLOAT_PIXEL_TAGS = {0x7FE00008: np.dtype(np.float32), 0x7FE00009: np.dtype(np.float64)}
+"""Float Pixel Data and Double Float Pixel Data (parametric maps): values are stored as IEEE floats."""
+_PIXEL_TAGS = {0x7FE00010, *_FLOAT_PIXEL_TAGS}
+
+
 def stored_dtype(h: FileHeader) -> np.dtype:
     """The native numpy type holding one stored value of this file."""
+    if h.extra.get("pixel_tag") in _FLOAT_PIXEL_TAGS:
+        return _FLOAT_PIXEL_TAGS[h.extra["pixel_tag"]]
     if h.bits_allocated not in (8, 16, 32):
         raise UnsupportedDicomError(
             f"BitsAllocated {h.bits_allocated} is not supported for images (8, 16 or 32 expected)", path=h.path
@@ -37,8 +44,10 @@ def stored_dtype(h: FileHeader) -> np.dtype:
 def fix_bits_stored(a: np.ndarray, bits_stored: int, signed: bool) -> None:
     """In place: keep the low ``bits_stored`` bits and sign-extend them when ``signed``.
 
-    Idempotent, so it is safe on values a decoder already corrected.
+    Idempotent, so it is safe on values a decoder already corrected. Float data is left alone.
     """
+    if a.dtype.kind == "f":
+        return
     bits = a.dtype.itemsize * 8
     if not 0 < bits_stored < bits:
         return
@@ -57,13 +66,14 @@ def _fast_path_ok(h: FileHeader) -> bool:
     length = h.extra.get("pixel_length")
     if (
         h.transfer_syntax_uid not in _FAST_SYNTAXES
-        or h.extra.get("pixel_tag") != 0x7FE00010
+        or h.extra.get("pixel_tag") not in _PIXEL_TAGS
         or h.extra.get("encapsulated")
         or offset is None
         or offset < 0
         or length is None
         or h.samples_per_pixel != 1
-        or h.bits_allocated not in (8, 16, 32)
+        or h.bits_allocated not in (8, 16, 32, 64)
+        or stored_dtype(h).itemsize * 8 != h.bits_allocated
     ):
         return False
     try:
@@ -170,6 +180,12 @@ def apply_modality_lut(buf: np.ndarray, slopes: np.ndarray, intercepts: np.ndarr
     place, then a reinterpretation), so no second copy is made for the common CT case.
     """
     plan = plan_modality_lut(slopes, intercepts)
+    if buf.dtype.kind == "f":  # Float / Double Float Pixel Data: stay floating point
+        out = buf.astype(np.result_type(buf.dtype, np.float32), copy=False)
+        if plan != "identity":
+            for k in range(buf.shape[0]):
+                out[k] = out[k] * float(slopes[k]) + float(intercepts[k])
+        return out
     if plan == "float":
         out = np.empty(buf.shape, np.float32)
         for k in range(buf.shape[0]):
