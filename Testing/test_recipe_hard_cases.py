@@ -653,3 +653,22 @@ def test_a_shape_written_as_whole_floats_is_accepted_as_integers(op):
     assert run_recipe(recipe, image).image.geometry.size == (24, 20, 16)
     with pytest.raises(RecipeError, match=rf"step 1 \({op}\): 'shape' must be a list of 3 positive integers"):
         Recipe.from_dict({"version": 1, "steps": [{"op": op, "shape": [24.5, 20, 16]}]})
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--label-output", "seg_out.png"], "cannot write format '.png'"),
+        (["--label-output", "no_such_folder/seg.nii.gz"], "output folder does not exist"),
+        (["--provenance", "no_such_folder/p.json"], "provenance folder does not exist"),
+    ],
+)
+def test_cli_refuses_an_unwritable_output_before_writing_anything(oblique_files, capsys, monkeypatch, extra, message):
+    """A label output that cannot be written used to fail after the image was written, leaving
+    half a result that then blocked the re-run ('output exists')."""
+    d, _ = oblique_files
+    monkeypatch.chdir(d)
+    argv = ["preprocess", "ct.nii.gz", "out.nii.gz", "--recipe", "r.json", "--label", "seg.nii.gz", *extra]
+    assert main(argv) == EXIT_ERROR
+    assert message in capsys.readouterr().err
+    assert not (d / "out.nii.gz").exists() and not (d / "out.provenance.json").exists()

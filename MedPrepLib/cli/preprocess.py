@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import InputError, OutputExistsError, RecipeError
-from ..imageio import image_suffix, is_image_file, read_image, write_image
+from ..imageio import WRITE_SUFFIXES, image_suffix, is_image_file, read_image, write_image
 from ..progress import as_progress
 from ..recipe import Recipe, load_statistics, run_recipe, write_json
 from ..recipe.recipe import label_on_image_grid
@@ -58,6 +58,19 @@ def refuse_overwriting_inputs(outputs: list[Path], inputs: list[Path]) -> None:
                 )
 
 
+def check_writable(images: list[Path]) -> None:
+    """Refuse, before any work, an image output whose format or folder cannot be written: a
+    failure after the first output is written would leave half a result behind."""
+    for path in images:
+        suffix = image_suffix(path)
+        if suffix not in WRITE_SUFFIXES:
+            raise InputError(
+                f"cannot write format '{suffix or path.name}'", path=path, hint="writable: " + ", ".join(WRITE_SUFFIXES)
+            )
+        if not path.parent.is_dir():
+            raise InputError("output folder does not exist", path=path.parent)
+
+
 def read_input(path: str | Path, series: str | None = None, progress=None):
     """An image file through imageio, anything else through the DICOM loader."""
     path = Path(path)
@@ -83,6 +96,9 @@ def run(args) -> int:
         raise InputError("output, label output and provenance must be different files")
     inputs = [args.input, args.label, args.recipe, args.statistics]
     refuse_overwriting_inputs(outputs, [Path(i) for i in inputs if i])
+    check_writable([outputs[0], *outputs[2:]])
+    if not outputs[1].parent.is_dir():
+        raise InputError("provenance folder does not exist", path=outputs[1].parent)
     if not args.overwrite:
         for out in outputs:
             if out.exists():

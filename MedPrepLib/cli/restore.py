@@ -15,7 +15,7 @@ from ..errors import OutputExistsError, RecipeError
 from ..imageio import read_image, write_image
 from ..jsonfiles import read_json
 from ..recipe.invert import restore_label
-from .preprocess import refuse_overwriting_inputs
+from .preprocess import check_writable, refuse_overwriting_inputs
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +41,7 @@ def read_provenance(path: str | Path) -> dict:
 def run(args) -> int:
     output = Path(args.output)
     refuse_overwriting_inputs([output], [Path(args.pred), Path(args.provenance)])
+    check_writable([output])
     if output.exists() and not args.overwrite:
         raise OutputExistsError("output exists", path=output, hint="choose another name or pass --overwrite")
     provenance = read_provenance(args.provenance)
