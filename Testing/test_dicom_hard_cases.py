@@ -731,3 +731,62 @@ def test_file_cut_anywhere_is_skipped_with_a_reason_never_loaded(tmp_path):
     result = scan(tmp_path / "series", cache=False)
     assert [(s.path.endswith("cut.dcm"), s.reason) for s in result.skipped] == [(True, "truncated")]
     _assert_slices_on_grid(load_path(tmp_path / "series"), truth)
+
+
+# ------------------------------------------------------------------------------ real files, harder
+def _corpus_files(corpus, case_id):
+    folder = next(corpus.glob(f"*/{case_id}/dicom"))
+    return sorted(p for p in folder.rglob("*") if p.is_file() and p.name != "DIRFILE")
+
+
+def _assert_same_volume(a, b):
+    np.testing.assert_array_equal(a.array, b.array)
+    assert a.geometry.isclose(b.geometry, atol_mm=1e-4)
+
+
+def test_real_mosaic_with_tile_count_only_in_csa(corpus, tmp_path):
+    import pydicom
+
+    (source,) = _corpus_files(corpus, "mr_siemens_mosaic_explicit")
+    ds = pydicom.dcmread(str(source))
+    creators = {b: str(ds[(0x0019, b)].value).strip().upper() for b in range(0x10, 0x100) if (0x0019, b) in ds}
+    block = next(b for b, creator in creators.items() if creator == "SIEMENS MR HEADER")
+    del ds[(0x0019, (block << 8) | 0x0A)]
+    ds.save_as(str(tmp_path / "m.dcm"))
+    _assert_same_volume(load_path(tmp_path / "m.dcm"), load_path(source))
+
+
+def test_real_enhanced_with_frames_shuffled(corpus, tmp_path):
+    import pydicom
+
+    (source,) = _corpus_files(corpus, "mr_philips_enhanced_anat")
+    ds = pydicom.dcmread(str(source))
+    order = np.random.default_rng(3).permutation(int(ds.NumberOfFrames))
+    pixels = ds.pixel_array
+    ds.PerFrameFunctionalGroupsSequence = pydicom.sequence.Sequence(
+        [ds.PerFrameFunctionalGroupsSequence[int(i)] for i in order]
+    )
+    ds.PixelData = np.ascontiguousarray(pixels[order]).tobytes()
+    ds.save_as(str(tmp_path / "e.dcm"))
+    _assert_same_volume(load_path(tmp_path / "e.dcm"), load_path(source))
+
+
+def test_real_tilted_ct_with_missing_slices(corpus, tmp_path):
+    files = _corpus_files(corpus, "ct_philips_ingenuity_tilt_neg18")
+    full = load_files(files, regularize=False)
+    kept = [k for k in range(full.array.shape[0]) if k not in (20, 21)]
+    for name_no, k in enumerate(reversed(kept)):  # names in reverse slice order
+        source = full.metadata["provenance"]["source_instances"][k]["file"]
+        shutil.copy(next(p for p in files if p.name == source), tmp_path / f"{name_no:03d}.dcm")
+    raw = load_files(sorted(tmp_path.iterdir()), regularize=False)
+    expected_positions = np.asarray(full.metadata["slice_positions"])[kept]
+    assert np.abs(np.asarray(raw.metadata["slice_positions"]) - expected_positions).max() < 1e-3
+    np.testing.assert_array_equal(raw.array, full.array[kept])
+    with pytest.raises(GeometryError, match=r"18\.50 degrees.*uneven slice spacing: 7\.11"):
+        load_path(tmp_path, geometry_policy="reject")
+    gapped, complete = load_path(tmp_path), load_path(files[0].parent)
+    assert gapped.geometry.isclose(complete.geometry, atol_mm=1e-3)  # the same orthogonal grid
+    keep_z = [k for k in range(complete.array.shape[0]) if abs(k - 20.5) > 1.5]  # away from the gap
+    a = gapped.array[keep_z].astype(np.float64).ravel()
+    b = complete.array[keep_z].astype(np.float64).ravel()
+    assert np.corrcoef(a, b)[0, 1] > 0.999
