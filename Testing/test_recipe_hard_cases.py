@@ -672,3 +672,12 @@ def test_cli_refuses_an_unwritable_output_before_writing_anything(oblique_files,
     assert main(argv) == EXIT_ERROR
     assert message in capsys.readouterr().err
     assert not (d / "out.nii.gz").exists() and not (d / "out.provenance.json").exists()
+
+
+def test_a_negative_seed_is_a_clear_error_not_an_internal_one(oblique_files, capsys):
+    d, _ = oblique_files
+    argv = ["preprocess", str(d / "ct.nii.gz"), str(d / "o.nii.gz"), "--recipe", str(d / "r.json"), "--seed", "-1"]
+    assert main(argv) == EXIT_ERROR
+    err = capsys.readouterr().err
+    assert "the seed must be a non-negative integer, got -1" in err and "internal error" not in err
+    assert not (d / "o.nii.gz").exists()

@@ -33,7 +33,7 @@ def add_parser(sub) -> None:
     p.add_argument("--series", help="DICOM series to use when INPUT holds several (SeriesInstanceUID or stack id)")
     p.add_argument("--provenance", help="provenance JSON path (default: beside OUTPUT, .provenance.json)")
     p.add_argument("--statistics", help="dataset statistics JSON (statistics pass, or an nnU-Net fingerprint)")
-    p.add_argument("--seed", type=int, default=0, help="seed for random steps (default 0)")
+    p.add_argument("--seed", type=int, default=0, help="seed for random steps, a non-negative integer (default 0)")
     p.add_argument("--overwrite", action="store_true", help="replace existing output files")
     p.set_defaults(func=run)
 

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
+import numpy as np
+
 from ..errors import RecipeError
 from ..volume import Volume
 
@@ -52,8 +54,10 @@ class RunContext:
     ):
         from ..progress import as_progress
 
+        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+            raise RecipeError(f"the seed must be a non-negative integer, got {seed!r}")
         self.statistics = statistics or {}
-        self.seed = seed
+        self.seed = int(seed)
         self.progress = as_progress(progress)
         self.masks = dict(masks or {})
         self.step_number: int | None = None
