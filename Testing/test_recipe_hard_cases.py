@@ -681,3 +681,34 @@ def test_a_negative_seed_is_a_clear_error_not_an_internal_one(oblique_files, cap
     err = capsys.readouterr().err
     assert "the seed must be a non-negative integer, got -1" in err and "internal error" not in err
     assert not (d / "o.nii.gz").exists()
+
+
+@pytest.mark.parametrize(
+    "provenance, message",
+    [
+        ({"version": 1, "steps": [{"op": "reorient", "to": "RAS"}]}, "this is a recipe, not the provenance of a run"),
+        ({"steps": [{"op": "reorient", "params": {"to": "RAS"}}]}, "its record has no usable 'input_geometry'"),
+        (
+            {
+                "steps": [
+                    {
+                        "op": "reorient",
+                        "params": {"to": "RAS"},
+                        "record": {"input_geometry": Geometry((40, 36, 14)).to_dict()},
+                    }
+                ]
+            },
+            "its record cannot be undone",
+        ),
+        ({"format": "medprep-statistics", "steps": {"1": {}}}, "the provenance has no 'steps' list"),
+    ],
+    ids=["recipe", "no-input-grid", "no-permutation", "statistics"],
+)
+def test_restore_names_the_provenance_file_when_it_is_not_a_runs_provenance(oblique_files, capsys, provenance, message):
+    """A recipe or a hand-made record given as provenance ended in an internal KeyError."""
+    d, label = oblique_files
+    (d / "p.json").write_text(json.dumps(provenance))
+    argv = ["restore", str(d / "seg.nii.gz"), str(d / "back.nii.gz"), "--provenance", str(d / "p.json")]
+    assert main(argv) == EXIT_ERROR
+    err = capsys.readouterr().err
+    assert message in err and f"{d / 'p.json'}:" in err and "internal error" not in err

@@ -14,7 +14,7 @@ from pathlib import Path
 from ..errors import OutputExistsError, RecipeError
 from ..imageio import read_image, write_image
 from ..jsonfiles import read_json
-from ..recipe.invert import restore_label
+from ..recipe.invert import check_provenance, restore_label
 from .preprocess import check_writable, refuse_overwriting_inputs
 
 log = logging.getLogger(__name__)
@@ -45,11 +45,18 @@ def run(args) -> int:
     if output.exists() and not args.overwrite:
         raise OutputExistsError("output exists", path=output, hint="choose another name or pass --overwrite")
     provenance = read_provenance(args.provenance)
+    try:
+        check_provenance(provenance)
+    except RecipeError as exc:
+        raise RecipeError(exc.message, path=args.provenance, hint=exc.hint) from None
     pred = read_image(args.pred)
     try:
         restored = restore_label(pred, provenance, progress=args.progress)
     except RecipeError as exc:
-        raise RecipeError(exc.message, path=exc.path or args.pred, hint=exc.hint) from None
+        about_provenance = exc.message.startswith("provenance step")
+        raise RecipeError(
+            exc.message, path=args.provenance if about_provenance else exc.path or args.pred, hint=exc.hint
+        ) from None
     write_image(restored, output, overwrite=args.overwrite)
     log.info("wrote %s", output)
     return 0

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import RecipeError
+from ..errors import MedPrepError, RecipeError
 from ..geometry import Geometry
 from ..progress import as_progress
 from ..volume import Volume
@@ -33,13 +33,40 @@ GRID_TOLERANCE_MM = 1e-2
 """Spacing/origin tolerance when matching a prediction to the preprocessed grid (float32 file headers)."""
 
 
-def _steps(provenance: dict) -> list[tuple[Step, dict]]:
+def check_provenance(provenance: Any) -> list[tuple[Step, dict]]:
+    """The (step, record) pairs of a provenance dict, or a :class:`RecipeError` saying what is
+    wrong with it (a recipe or a statistics file given instead, a geometric step without the
+    record of its input grid)."""
+    hint = "pass the .provenance.json that medprep preprocess wrote beside its output"
     if not isinstance(provenance, dict) or not isinstance(provenance.get("steps"), list):
-        raise RecipeError("the provenance has no 'steps' list", hint="pass the .provenance.json written by preprocess")
+        raise RecipeError("the provenance has no 'steps' list", hint=hint)
+    if (
+        "format" not in provenance
+        and "version" in provenance
+        and not any(isinstance(e, dict) and "record" in e for e in provenance["steps"])
+    ):
+        raise RecipeError("this is a recipe, not the provenance of a run", hint=hint)
+    steps = _steps(provenance)
+    for number, (step, record) in enumerate(steps, 1):
+        if not step.geometric:
+            continue
+        try:
+            Geometry.from_dict(record["input_geometry"])
+        except (KeyError, TypeError, ValueError, MedPrepError) as exc:
+            raise RecipeError(
+                f"provenance step {number} ({step.op}): its record has no usable 'input_geometry' ({exc!r})",
+                hint=hint,
+            ) from None
+    return steps
+
+
+def _steps(provenance: dict) -> list[tuple[Step, dict]]:
     if provenance.get("format") == PROVENANCE_FORMAT:
         return [(step, record) for step, record, _ in steps_for_restore(provenance)]
     steps = []
     for number, entry in enumerate(provenance["steps"], 1):
+        if not isinstance(entry, dict):
+            raise RecipeError(f"provenance step {number}: must be a JSON object, got {entry!r}")
         params = dict(entry.get("params") or {})
         op = entry.get("op") or params.get("op")
         if op not in STEP_TYPES:
@@ -97,8 +124,9 @@ def restore_label(pred: Volume, provenance: dict, *, progress=None) -> Volume:
     """The label map ``pred`` (on the preprocessed grid) mapped onto the original image's grid.
 
     ``pred`` must be a scalar (z, y, x) label map whose grid matches the provenance's output
-    within :data:`GRID_TOLERANCE_MM` (stored in any axis order: a permutation is undone exactly); the returned volume has exactly the original grid (LPS mm,
-    as recorded) and ``pred``'s dtype.
+    within :data:`GRID_TOLERANCE_MM` (stored in any axis order: a permutation is undone
+    exactly); the returned volume has exactly the original grid (LPS mm, as recorded) and
+    ``pred``'s dtype.
     """
     progress = as_progress(progress)
     if pred.array.ndim != 3:
@@ -106,7 +134,8 @@ def restore_label(pred: Volume, provenance: dict, *, progress=None) -> Volume:
             f"the prediction must be a scalar label map (z, y, x), got shape {pred.shape}",
             hint="take the argmax of class probabilities first",
         )
-    steps = _steps(provenance)
+    steps = check_provenance(provenance)
+    numbers = {id(step): n for n, (step, _) in enumerate(steps, 1)}
     geometric = [(step, record) for step, record in steps if step.geometric]
     expected = _grid((provenance.get("output") or {}).get("image"))
     if expected is None and geometric:
@@ -116,7 +145,13 @@ def restore_label(pred: Volume, provenance: dict, *, progress=None) -> Volume:
         label = _on_expected_grid(pred, expected)
     for n, (step, record) in enumerate(reversed(geometric)):
         progress.update(f"undoing {step.op}", n / max(len(geometric), 1))
-        label = step.invert_label(label, record)
+        try:
+            label = step.invert_label(label, record)
+        except (KeyError, TypeError, ValueError, IndexError) as exc:
+            raise RecipeError(
+                f"provenance step {numbers[id(step)]} ({step.op}): its record cannot be undone ({exc!r})",
+                hint="pass the .provenance.json that medprep preprocess wrote beside its output",
+            ) from None
     original = _grid((provenance.get("input") or {}).get("image"))
     if original is not None:
         if label.geometry.size != original.size:
