@@ -712,3 +712,24 @@ def test_restore_names_the_provenance_file_when_it_is_not_a_runs_provenance(obli
     assert main(argv) == EXIT_ERROR
     err = capsys.readouterr().err
     assert message in err and f"{d / 'p.json'}:" in err and "internal error" not in err
+
+
+@pytest.mark.parametrize(
+    "recipe, message",
+    [
+        ({"version": 1, "steps": [{"op": "Resample", "spacing": [1, 1, 1]}]}, "(did you mean 'resample'?)"),
+        (
+            {"version": 1, "steps": [{"op": "resample", "spacings": [1, 1, 1]}]},
+            "'spacings' is not a parameter of this step (did you mean 'spacing'?)",
+        ),
+        (
+            {"version": 1, "steps": [{"op": "window", "preset": "lung", "ouput": "uint8"}]},
+            "'ouput' is not a parameter of this step (did you mean 'output'?",
+        ),
+        ({"version": 1, "step": [{"op": "zscore"}]}, "'steps' must be a list of step objects (did you mean 'steps'?)"),
+    ],
+    ids=["op-case", "resample-key", "window-key", "steps-key"],
+)
+def test_near_miss_names_get_a_suggestion(recipe, message):
+    with pytest.raises(RecipeError, match=re.escape(message)):
+        Recipe.from_dict(recipe)

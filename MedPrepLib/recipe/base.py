@@ -200,8 +200,12 @@ class Params:
         """Reject parameters this step does not know (a typo must not be silently ignored)."""
         unknown = sorted(set(self.params) - self.used - {"op"})
         if unknown:
+            import difflib
+
             known = ", ".join(sorted(self.used)) or "none"
-            raise param_error(self.where, unknown[0], f"is not a parameter of this step (known: {known})")
+            close = difflib.get_close_matches(unknown[0], sorted(self.used), n=1, cutoff=0.75)
+            guess = f"did you mean '{close[0]}'? " if close else ""
+            raise param_error(self.where, unknown[0], f"is not a parameter of this step ({guess}known: {known})")
 
 
 def parse_shape(value: Any, where: str, name: str = "shape") -> tuple[int, int, int]:

@@ -93,7 +93,8 @@ class Recipe:
             )
         steps_json = d.get("steps")
         if not isinstance(steps_json, list):
-            raise RecipeError("the recipe's 'steps' must be a list of step objects", path=path)
+            guess = _close_match(next((k for k in d if k not in ("version", "steps")), None), ["steps"])
+            raise RecipeError(f"the recipe's 'steps' must be a list of step objects{guess}", path=path)
         steps = []
         for number, params in enumerate(steps_json, 1):
             if not isinstance(params, dict):
@@ -102,7 +103,8 @@ class Recipe:
             if not isinstance(op, str) or op not in STEP_TYPES:
                 known = ", ".join(sorted(STEP_TYPES))
                 what = "has no 'op'" if op is None else f"'op' {op!r} is not a known step"
-                raise RecipeError(f"step {number}: {what} (known: {known})", path=path)
+                guess = _close_match(op, STEP_TYPES)
+                raise RecipeError(f"step {number}: {what}{guess} (known: {known})", path=path)
             where = f"step {number} ({op})"
             rest = {k: v for k, v in params.items() if k != "op"}
             if path is not None and isinstance(rest.get("reference"), str) and rest["reference"]:
@@ -142,6 +144,17 @@ class Recipe:
 
     def __eq__(self, other) -> bool:
         return isinstance(other, Recipe) and self.to_dict() == other.to_dict()
+
+
+def _close_match(word: Any, options) -> str:
+    """`` (did you mean 'resample'?)`` for a near miss (case or a typo), else ``""``."""
+    import difflib
+
+    if not isinstance(word, str):
+        return ""
+    lower = {o.lower(): o for o in options}
+    found = difflib.get_close_matches(word.lower(), list(lower), n=1, cutoff=0.75)
+    return f" (did you mean '{lower[found[0]]}'?)" if found else ""
 
 
 # -- running --------------------------------------------------------------------------------------

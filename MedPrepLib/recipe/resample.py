@@ -97,6 +97,13 @@ class Resample(Step):
     def from_params(cls, params: dict[str, Any], where: str) -> Resample:
         p = Params(params, where)
         given = [k for k in ("spacing", "shape", "reference") if p.has(k)]
+        if not given:
+            import difflib
+
+            for key in params:  # "spacings", "size": a near miss deserves its name in the message
+                close = difflib.get_close_matches(key, ["spacing", "shape", "reference"], n=1, cutoff=0.75)
+                if close:
+                    raise param_error(where, key, f"is not a parameter of this step (did you mean '{close[0]}'?)")
         if len(given) != 1:
             what = "none" if not given else " and ".join(f"'{g}'" for g in given)
             raise RecipeError(f"{where}: give exactly one of 'spacing', 'shape' or 'reference' (got {what})")
