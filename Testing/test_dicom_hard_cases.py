@@ -790,3 +790,47 @@ def test_real_tilted_ct_with_missing_slices(corpus, tmp_path):
     a = gapped.array[keep_z].astype(np.float64).ravel()
     b = complete.array[keep_z].astype(np.float64).ravel()
     assert np.corrcoef(a, b)[0, 1] > 0.999
+
+
+# ------------------------------------------------------------------------------ 4D with a resent slice
+@pytest.mark.parametrize("key", ["TemporalPositionIdentifier", "AcquisitionNumber"])
+def test_4d_series_with_a_slice_sent_twice(tmp_path, key):
+    uid = new_uid()
+    for t in range(2):
+        for z in range(4):
+            write_slice(
+                tmp_path / f"t{t}z{z}.dcm",
+                expected_stored(z + 10 * t, ROWS, COLS),
+                position=(0, 0, 3.0 * z),
+                series_uid=uid,
+                pixel_spacing=PIXEL_SPACING,
+                **{key: t + 1},
+            )
+    resent = tmp_path / "resent.dcm"
+    write_slice(
+        resent,
+        expected_stored(2 + 10, ROWS, COLS),
+        position=(0, 0, 6.0),
+        series_uid=uid,
+        pixel_spacing=PIXEL_SPACING,
+        **{key: 2},
+    )
+    (stack,) = scan(tmp_path, cache=False).stacks
+    assert stack.n_timepoints == 2
+    volume = load_path(tmp_path)
+    for t in range(2):
+        truth = [(np.array([0.0, 0.0, 3.0 * z]), expected_stored(z + 10 * t, ROWS, COLS)) for z in range(4)]
+        _assert_slices_on_grid(volume, truth, t=t)
+    dropped = [w for w in volume.metadata["warnings"] if w.startswith("dropped exact duplicate slice")]
+    assert len(dropped) == 1 and "resent.dcm" in dropped[0] and "t1z2.dcm" in dropped[0]
+    # the same slice sent again with other pixels: refused, naming the time point and both files
+    write_slice(
+        resent,
+        expected_stored(77, ROWS, COLS),
+        position=(0, 0, 6.0),
+        series_uid=uid,
+        pixel_spacing=PIXEL_SPACING,
+        **{key: 2},
+    )
+    with pytest.raises(DicomError, match=r"6\.000 mm along the normal\) and \w+ 2 .*resent\.dcm, t1z2\.dcm"):
+        load_path(tmp_path)

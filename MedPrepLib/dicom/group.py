@@ -181,24 +181,38 @@ def _positions_repeat(refs: list[FrameRef]) -> bool:
 
 
 def _temporal_split(refs: list[FrameRef]) -> tuple[str | None, int]:
-    """The first temporal key giving every position the same number of distinct values."""
+    """The first temporal key giving every position the same number of distinct values.
+
+    Preferably a key whose values never repeat at a position; failing that, one whose values
+    repeat at some positions (a slice sent twice into a 4D series): the loader then keeps
+    one of each repeat when their pixels are equal, and refuses otherwise.
+    """
     positions = _position_keys(refs)
     by_pos: dict[float, list[FrameRef]] = defaultdict(list)
     for r, p in zip(refs, positions):
         by_pos[p].append(r)
     counts = {len(v) for v in by_pos.values()}
-    if len(counts) != 1:
-        return None, 1
-    count = counts.pop()
+    if len(counts) == 1:
+        count = counts.pop()
+        for key in TEMPORAL_KEYS:
+            ok = True
+            for members in by_pos.values():
+                values = [m.key_value(key) for m in members]
+                if any(v is None for v in values) or len(set(values)) != len(values):
+                    ok = False
+                    break
+            if ok:
+                return key, count
     for key in TEMPORAL_KEYS:
-        ok = True
+        distinct = set()
         for members in by_pos.values():
             values = [m.key_value(key) for m in members]
-            if any(v is None for v in values) or len(set(values)) != len(values):
-                ok = False
+            if any(v is None for v in values):
                 break
-        if ok:
-            return key, count
+            distinct.add(len(set(values)))
+        else:
+            if len(distinct) == 1 and (n_t := distinct.pop()) >= 2:
+                return key, n_t
     return None, 1
 
 

@@ -139,7 +139,7 @@ def _order(slices: list[_Slice], n_t: int) -> list[list[_Slice]]:
         else:
             groups.append([s])
     if n_t > 1:
-        bad = [g for g in groups if len(g) != n_t]
+        bad = [g for g in groups if len({s.t_value for s in g}) != n_t]
         if bad:
             raise GeometryError(
                 f"4D stack incomplete: {len(bad)} of {len(groups)} slice positions do not have {n_t} time points "
@@ -186,9 +186,10 @@ def _read_pixels(slots: list[_Slice], shape: tuple[int, int], progress) -> np.nd
 
 
 def _drop_duplicates(
-    groups: list[list[_Slice]], buf: np.ndarray, warnings: list[str]
+    groups: list[list[_Slice]], buf: np.ndarray, warnings: list[str], temporal_key: str | None = None
 ) -> tuple[list[_Slice], np.ndarray]:
-    """3D only: positions holding several slices. Equal pixels -> keep one; else refuse."""
+    """Units (one position, and one time point in 4D) holding several slices, ``buf`` holding
+    their pixels in the same order: equal pixels -> keep one; else refuse."""
     keep: list[int] = []
     slots: list[_Slice] = []
     slot = 0
@@ -198,9 +199,14 @@ def _drop_duplicates(
         for j in range(1, len(g)):
             same_pixels = np.array_equal(buf[slot], buf[slot + j]) and _lut_params(g[0]) == _lut_params(g[j])
             if not same_pixels:
+                where = f"same position ({g[0].distance:.3f} mm along the normal)"
+                why = "no echo or temporal key tells them apart"
+                if temporal_key is not None:
+                    where = f"same position ({g[0].distance:.3f} mm along the normal) and {temporal_key} {g[0].t_value:g}"
+                    why = "so one 4D time point would hold two different images"
                 raise DicomError(
-                    f"two slices at the same position ({g[0].distance:.3f} mm along the normal) have different "
-                    f"pixels and no echo or temporal key tells them apart: {_names([g[0].header.path, g[j].header.path])}",
+                    f"two slices at the {where} have different pixels, {why}: "
+                    f"{_names([g[0].header.path, g[j].header.path])}",
                     path=os.path.dirname(g[0].header.path),
                     hint="remove one of the files or load them as separate series",
                 )
@@ -253,11 +259,19 @@ def load_stack(
     normal /= np.linalg.norm(normal)
     shape = tile_shape(slices[0].header)
 
-    slots = [s for g in groups for s in g]
+    # units: the slices that must end up as one 2D image (one per position and time point)
+    if n_t == 1:
+        units = groups
+    else:
+        units = [[s for s in g if s.t_value == t] for g in groups for t in sorted({s.t_value for s in g})]
+    slots = [s for u in units for s in u]
     buf = _read_pixels(slots, shape, prog.sub(0.0, 0.9))
-    if n_t == 1 and any(len(g) > 1 for g in groups):
-        slots, buf = _drop_duplicates(groups, buf, warnings)
+    if any(len(u) > 1 for u in units):
+        slots, buf = _drop_duplicates(units, buf, warnings, stack.temporal_key)
+    if n_t == 1:
         groups = [[s] for s in slots]
+    else:
+        groups = [slots[k * n_t : (k + 1) * n_t] for k in range(len(groups))]
 
     slopes = np.array([_lut_params(s)[0] for s in slots])
     intercepts = np.array([_lut_params(s)[1] for s in slots])
