@@ -30,7 +30,7 @@ from dicom_factory import (
 
 from MedPrepLib.dicom import load_files, load_path
 from MedPrepLib.dicom.scan import scan
-from MedPrepLib.errors import DicomError, GeometryError
+from MedPrepLib.errors import DicomError, GeometryError, MissingDecoderError
 
 pytestmark = pytest.mark.pydicom_dependent
 
@@ -834,3 +834,42 @@ def test_4d_series_with_a_slice_sent_twice(tmp_path, key):
     )
     with pytest.raises(DicomError, match=r"6\.000 mm along the normal\) and \w+ 2 .*resent\.dcm, t1z2\.dcm"):
         load_path(tmp_path)
+
+
+# ------------------------------------------------------------------------------ HTJ2K
+def _write_raw(path, ds) -> None:
+    """Write preamble, file meta and data set as they are (no transfer-syntax validation:
+    pydicom 2.4 refuses to save a syntax it does not know)."""
+    from pydicom.filebase import DicomBytesIO
+    from pydicom.filewriter import write_dataset, write_file_meta_info
+
+    buf = DicomBytesIO()
+    buf.write(b"\0" * 128 + b"DICM")
+    write_file_meta_info(buf, ds.file_meta, enforce_standard=True)
+    buf.is_little_endian, buf.is_implicit_VR = True, False
+    write_dataset(buf, ds)
+    path.write_bytes(buf.getvalue())
+
+
+def test_high_throughput_jpeg2000_loads_or_names_the_upgrade(tmp_path):
+    import pydicom
+    from pydicom.encaps import encapsulate
+
+    htj2k = "1.2.840.10008.1.2.4.201"
+    path = write_slice(tmp_path / "h.dcm", expected_stored(1, 32, 32), position=(0, 0, 0), series_uid=new_uid())
+    ds = pydicom.dcmread(str(path))
+    if pydicom.__version__.startswith("2."):
+        ds.PixelData = encapsulate([b"\xff\x4f\xff\x51" + b"\0" * 60])  # never decoded: no decoder on 2.4
+        ds["PixelData"].VR = "OB"
+        ds["PixelData"].is_undefined_length = True
+        ds.file_meta.TransferSyntaxUID = htj2k
+        _write_raw(path, ds)
+        with pytest.raises(MissingDecoderError, match=r"High-Throughput JPEG 2000.*pydicom >= 3\.0"):
+            load_path(path)
+        return
+    _recode(path, "1.2.840.10008.1.2.4.90")  # a JPEG 2000 Part 1 code stream is valid HTJ2K input
+    ds = pydicom.dcmread(str(path))
+    ds.file_meta.TransferSyntaxUID = htj2k
+    _write_raw(path, ds)
+    volume = load_path(path)
+    np.testing.assert_array_equal(volume.array[0], expected_stored(1, 32, 32) - 1024)

@@ -28,8 +28,24 @@ _PACKAGES = {
 }
 
 
+# High-Throughput JPEG 2000 (2023): pydicom 2.4 knows neither the names nor a decoder.
+_HTJ2K = {
+    "1.2.840.10008.1.2.4.201": "High-Throughput JPEG 2000 Image Compression (Lossless Only)",
+    "1.2.840.10008.1.2.4.202": "High-Throughput JPEG 2000 with RPCL Options Image Compression (Lossless Only)",
+    "1.2.840.10008.1.2.4.203": "High-Throughput JPEG 2000 Image Compression",
+}
+
+
+def _pydicom2() -> bool:
+    import pydicom
+
+    return pydicom.__version__.startswith("2.")
+
+
 def transfer_syntax_name(uid: str) -> str:
     """The human name of a transfer syntax UID (the UID itself when unknown)."""
+    if uid in _HTJ2K:
+        return _HTJ2K[uid]
     try:
         from pydicom.uid import UID
 
@@ -45,10 +61,13 @@ def package_for(uid: str) -> str:
 
 
 def _missing(uid: str, path: str) -> MissingDecoderError:
+    hint = f"pip install {package_for(uid)}"
+    if uid in _HTJ2K and _pydicom2():
+        hint = f"decoding it needs pydicom >= 3.0: pip install 'pydicom>=3' {package_for(uid)}"
     return MissingDecoderError(
         f"pixel data is compressed as '{transfer_syntax_name(uid)}' ({uid}) and no installed decoder handles it",
         path=path,
-        hint=f"pip install {package_for(uid)}",
+        hint=hint,
     )
 
 
