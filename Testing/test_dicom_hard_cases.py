@@ -338,6 +338,16 @@ def test_enhanced_stack_ids_are_separate_stacks(tmp_path, offset_mm):
         _assert_frames(volume, [f for f in frames if f["stack"] == s.split_key["stack"]])
 
 
+def test_enhanced_stack_id_used_as_a_frame_counter_is_ignored(tmp_path):
+    frames = _frames(5)
+    for k, f in enumerate(frames):
+        f["stack"] = str(k + 1)
+    path = write_enhanced_frames(tmp_path / "c.dcm", frames)
+    (stack,) = scan(tmp_path, cache=False).stacks
+    assert "stack" not in stack.split_key
+    _assert_frames(load_path(path), frames)
+
+
 def test_enhanced_frame_without_plane_position_is_refused_naming_the_frame(tmp_path):
     frames = _frames(5)
     frames[2] = {**frames[2], "position": None}

@@ -283,8 +283,10 @@ def _split_stack_ids(refs: list[FrameRef]) -> dict[str, list[FrameRef]]:
     for r in refs:
         label = r.frame.stack_key if r.header.is_multiframe and r.frame is not None else None
         groups[label or ""].append(r)
-    if len(groups) > 1 and "" in groups:
-        return {"": refs}  # some frames without StackID: do not guess which stack they join
+    if len(groups) > 1 and ("" in groups or min(len(g) for g in groups.values()) < 2):
+        # Some frames without StackID (do not guess which stack they join), or one-frame
+        # "stacks" (StackID misused as a frame counter): StackID says nothing here.
+        return {"": refs}
     return dict(groups)
 
 
