@@ -248,6 +248,22 @@ def test_float_slope_varying_per_slice_gives_float32(tmp_path):
     assert volume.metadata["provenance"]["rescale"]["varies_per_slice"]
 
 
+def test_rescale_missing_in_some_slices_is_applied_per_slice_and_warned(tmp_path):
+    uid = new_uid()
+    for k in range(3):
+        write_slice(
+            tmp_path / f"{k}.dcm",
+            expected_stored(k, ROWS, COLS),
+            position=(0, 0, 2.0 * k),
+            series_uid=uid,
+            rescale=None if k == 1 else (1.0, -1024.0),
+        )
+    volume = load_path(tmp_path)
+    for k in range(3):
+        np.testing.assert_array_equal(volume.array[k], expected_stored(k, ROWS, COLS) - (0 if k == 1 else 1024))
+    assert any("RescaleSlope missing in 1 of 3 slices (1.dcm)" in w for w in volume.metadata["warnings"])
+
+
 # ------------------------------------------------------------------------------ enhanced multi-frame
 def _frames(
     n_z,

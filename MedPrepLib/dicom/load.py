@@ -275,6 +275,12 @@ def load_stack(
 
     slopes = np.array([_lut_params(s)[0] for s in slots])
     intercepts = np.array([_lut_params(s)[1] for s in slots])
+    without = [s for s in slots if s.frame.rescale_slope is None and s.header.rescale_slope is None]
+    if 0 < len(without) < len(slots):
+        warnings.append(
+            f"RescaleSlope missing in {len(without)} of {len(slots)} slices "
+            f"({_names([s.header.path for s in without])}): identity used there, so values may not match the others"
+        )
     array = apply_modality_lut(buf, slopes, intercepts)
     del buf
     n_z = len(groups)
