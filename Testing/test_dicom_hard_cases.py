@@ -899,3 +899,41 @@ def test_high_throughput_jpeg2000_loads_or_names_the_upgrade(tmp_path):
     _write_raw(path, ds)
     volume = load_path(path)
     np.testing.assert_array_equal(volume.array[0], expected_stored(1, 32, 32) - 1024)
+
+
+# ------------------------------------------------------------------------------ SimpleITK where it is right
+@pytest.mark.parametrize(
+    "orientation, step, encoding",
+    [
+        (AXIAL, -2.5, "signed"),
+        (CORONAL, 3.0, "big-endian"),
+        (SAGITTAL, 3.0, "plain"),
+        (_oblique(), 2.0, "plain"),
+    ],
+    ids=["axial-descending-signed", "coronal-big-endian", "sagittal", "oblique"],
+)
+def test_regular_stacks_equal_simpleitk(tmp_path, orientation, step, encoding):
+    sitk = pytest.importorskip("SimpleITK")
+    positions = _tilted_positions(5, step, 0.0, orientation, origin=(5, -3, 40))
+    uid = new_uid()
+    for k, p in enumerate(positions):
+        stored = expected_stored(k, ROWS, COLS) - (2048 if encoding == "signed" else 0)
+        path = write_slice(
+            tmp_path / f"{k}.dcm",
+            stored,
+            position=p,
+            orientation=orientation,
+            pixel_spacing=PIXEL_SPACING,
+            series_uid=uid,
+            signed=encoding == "signed",
+        )
+        if encoding == "big-endian":
+            rewrite_big_endian(path)
+    reader = sitk.ImageSeriesReader()
+    reader.SetFileNames(reader.GetGDCMSeriesFileNames(str(tmp_path)))
+    reference = reader.Execute()
+    volume = load_path(tmp_path)
+    np.testing.assert_array_equal(volume.array, sitk.GetArrayFromImage(reference))
+    np.testing.assert_allclose(volume.geometry.direction, np.reshape(reference.GetDirection(), (3, 3)), atol=1e-5)
+    np.testing.assert_allclose(volume.geometry.origin, reference.GetOrigin(), atol=1e-3)
+    np.testing.assert_allclose(volume.geometry.spacing, reference.GetSpacing(), atol=1e-3)
