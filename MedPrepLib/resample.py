@@ -38,7 +38,6 @@ Arrays are (z, y, x[, c]); everything else is (x, y, z).
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 
@@ -46,6 +45,7 @@ import numpy as np
 
 from .errors import InvalidImageError
 from .geometry import Geometry
+from .threads import default_threads
 from .volume import Volume
 
 IMAGE_INTERPOLATIONS = ("linear", "bspline", "nearest")
@@ -147,7 +147,7 @@ class _Pool:
     """Runs chunks of one pass on a few threads (numpy releases the GIL in ufuncs and take)."""
 
     def __init__(self, threads: int | None):
-        self.threads = max(1, threads if threads is not None else min(os.cpu_count() or 1, 8))
+        self.threads = max(1, threads if threads is not None else default_threads())
         self._executor = ThreadPoolExecutor(self.threads) if self.threads > 1 else None
 
     def run(self, func, items) -> None:
@@ -413,7 +413,11 @@ def _prefilter_axis(c: np.ndarray, axis: int, pool: _Pool) -> float:
         sl = [slice(None)] * c.ndim
         sl[other] = part
         v = np.moveaxis(c[tuple(sl)], axis, 0)
-        first = np.tensordot(init, v[: len(init)], axes=(0, 0)).astype(np.float32)
+        # A fixed summation order (not BLAS, whose order follows the chunk shape and so the
+        # thread count): the result is the same bytes on any machine.
+        first = v[0] * init[0]
+        for k in range(1, len(init)):
+            first += v[k] * init[k]
         tmp = np.empty_like(first)
         v[0] = first
         for k in range(1, n):

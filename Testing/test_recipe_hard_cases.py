@@ -307,11 +307,6 @@ def test_ct_normalization_with_an_nnunet_fingerprint_is_nnunets_own_result():
     assert out.dtype == expected.dtype == np.float32 and np.array_equal(out.array, expected)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="normalize.py CTNormalization.apply normalises every channel of a (z, y, x, c) image with "
-    "channel 'channel's fingerprint numbers; nnU-Net uses each channel's own",
-)
 def test_ct_normalization_of_a_multichannel_image_uses_each_channels_numbers():
     schemes = pytest.importorskip("nnunetv2.preprocessing.normalization.default_normalization_schemes")
     image, _ = ct_case(np.eye(3))
@@ -323,6 +318,9 @@ def test_ct_normalization_of_a_multichannel_image_uses_each_channels_numbers():
             stacked.array[..., c].astype(np.float32)
         )
         assert np.array_equal(out.array[..., c], expected)
+    # one set of numbers (recipe or statistics pass) cannot serve several channels
+    with pytest.raises(RecipeError, match="per channel"):
+        run([{"op": "ct_normalization", "mean": 0, "std": 1, "percentile_00_5": -1000, "percentile_99_5": 1000}], stacked)
 
 
 # -- labels: vanishing, dtypes ---------------------------------------------------------------------------
@@ -606,12 +604,6 @@ def test_restore_accepts_a_prediction_stored_in_another_axis_order(oblique_files
     assert back.geometry.isclose(label.geometry, atol_mm=1e-3) and np.array_equal(back.array, label.array)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="resample.py _prefilter_axis computes the mirror initialisation with np.tensordot (BLAS), whose "
-    "float32 summation order depends on the chunk shape, i.e. on the thread count; fix: accumulate "
-    "first = v[0] * init[0]; first += v[k] * init[k] for k in 1..len(init)-1",
-)
 def test_bspline_resampling_is_byte_identical_whatever_the_thread_count():
     rng = np.random.default_rng(0)
     g = Geometry((97, 83, 41), (0.73, 0.81, 3.3), (1.0, 2.0, 3.0), direction_from_code("RPI"))

@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import RecipeError
+from ..threads import default_threads
 from ..volume import Volume
 from .base import Params, RunContext, Step, param_error, register, step_statistics
 
@@ -71,15 +72,7 @@ def blockwise(fn: Callable[..., Any], *arrays: np.ndarray, block: int | None = N
     return [fn(*args) for args in pieces]
 
 
-def block_threads() -> int:
-    """Threads for block work: ``MEDPREP_THREADS`` if set, else the CPUs this process may use (at most 4)."""
-    env = os.environ.get("MEDPREP_THREADS", "").strip()
-    if env:
-        return max(1, int(env))
-    try:
-        return min(4, len(os.sched_getaffinity(0)))
-    except AttributeError:  # pragma: no cover - not Linux
-        return min(4, os.cpu_count() or 1)
+block_threads = default_threads  # the name the intensity steps and their tests use
 
 
 _EXECUTORS: dict[tuple[int, int], Any] = {}

@@ -221,30 +221,38 @@ class CTNormalization(Step):
         }
 
     # -- run ------------------------------------------------------------------------------
-    def _properties(self, ctx: RunContext) -> dict:
+    def _properties(self, ctx: RunContext, channel: int, *, multichannel: bool = False) -> dict:
+        """The four numbers for ``channel``; a multi-channel image needs an nnU-Net fingerprint
+        (one set per channel), since the step's own numbers and the statistics pass give one set."""
+        if self.mean is not None or step_statistics(ctx, self.op) is not None:
+            if multichannel:
+                raise RecipeError(
+                    f"{ctx.where}: a multi-channel image needs foreground statistics per channel; "
+                    "the recipe's numbers and the statistics pass give one set",
+                    hint="give an nnU-Net dataset_fingerprint.json as statistics, or normalise a single-channel image",
+                )
         if self.mean is not None:
             return {k: getattr(self, k) for k in _CT_KEYS} | {"source": "recipe"}
         stats = step_statistics(ctx, self.op)
         source = "statistics"
         if stats is None:
             per_channel = (ctx.statistics or {}).get("foreground_intensity_properties_per_channel") or {}
-            stats = per_channel.get(str(self.channel)) or per_channel.get(self.channel)
+            stats = per_channel.get(str(channel)) or per_channel.get(channel)
             source = "nnU-Net fingerprint"
         if not stats or any(k not in stats for k in _CT_KEYS):
             raise RecipeError(
-                f"{ctx.where}: needs the dataset's foreground statistics (mean, std, percentile_00_5, percentile_99_5)",
+                f"{ctx.where}: needs the dataset's foreground statistics (mean, std, percentile_00_5, "
+                f"percentile_99_5){f' for channel {channel}' if multichannel else ''}",
                 hint="run the statistics pass (compute_statistics / medprep preprocess --statistics S.json) "
                 "or give the four numbers in the step",
             )
         return {k: float(stats[k]) for k in _CT_KEYS} | {"source": source}
 
-    def apply(self, image, label, ctx):
-        check_finite(image, ctx.where)
-        props = self._properties(ctx)
+    @staticmethod
+    def _normalize(src: np.ndarray, dst: np.ndarray, props: dict) -> None:
         lower, upper = np.float32(props["percentile_00_5"]), np.float32(props["percentile_99_5"])
         mean = np.float32(props["mean"])
         divisor = np.float32(max(props["std"], 1e-8))
-        out = output_array(image, ctx)
 
         def fn(s, d):
             as_float32(s, d)
@@ -252,8 +260,20 @@ class CTNormalization(Step):
             np.subtract(d, mean, out=d)
             np.divide(d, divisor, out=d)
 
-        blockwise(fn, image.array, out)
-        return image.with_array(out), label, props
+        blockwise(fn, src, dst)
+
+    def apply(self, image, label, ctx):
+        check_finite(image, ctx.where)
+        out = output_array(image, ctx)
+        if image.array.ndim == 3:
+            props = self._properties(ctx, self.channel)
+            self._normalize(image.array, out, props)
+            return image.with_array(out), label, props
+        per_channel = {}
+        for c in range(image.n_channels):  # nnU-Net: each channel with its own fingerprint numbers
+            per_channel[str(c)] = self._properties(ctx, c, multichannel=True)
+            self._normalize(image.array[..., c], out[..., c], per_channel[str(c)])
+        return image.with_array(out), label, {"per_channel": per_channel}
 
 
 def nonzero_bbox(a: np.ndarray) -> tuple[slice, slice, slice]:
