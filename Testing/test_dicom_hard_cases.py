@@ -937,3 +937,24 @@ def test_regular_stacks_equal_simpleitk(tmp_path, orientation, step, encoding):
     np.testing.assert_allclose(volume.geometry.direction, np.reshape(reference.GetDirection(), (3, 3)), atol=1e-5)
     np.testing.assert_allclose(volume.geometry.origin, reference.GetOrigin(), atol=1e-3)
     np.testing.assert_allclose(volume.geometry.spacing, reference.GetSpacing(), atol=1e-3)
+
+
+def test_one_series_in_mixed_transfer_syntaxes(tmp_path):
+    # A PACS that recompressed part of a series: every file decoded its own way, one volume
+    import pydicom
+    from dicom_factory import save
+
+    uid, expected = new_uid(), []
+    for k, encoding in enumerate(["big-endian", "rle", "deflated", "implicit", "explicit"]):
+        values = expected_stored(k, ROWS, COLS) - 2048
+        path = write_slice(tmp_path / f"{k}.dcm", values, position=(0, 0, 2.0 * k), series_uid=uid, signed=True)
+        if encoding == "big-endian":
+            rewrite_big_endian(path)
+        elif encoding == "rle":
+            _recode(path, "1.2.840.10008.1.2.5")
+        elif encoding in ("deflated", "implicit"):
+            ds = pydicom.dcmread(str(path))
+            ds.file_meta.TransferSyntaxUID = "1.2.840.10008.1.2.1.99" if encoding == "deflated" else "1.2.840.10008.1.2"
+            save(ds, path)
+        expected.append(values - 1024)
+    np.testing.assert_array_equal(load_path(tmp_path).array, np.stack(expected))
