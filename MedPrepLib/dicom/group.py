@@ -1,10 +1,11 @@
 """Grouping file headers into image stacks (one volume each), header-only.
 
 Files are grouped by SeriesInstanceUID, then split by orientation (ImageOrientationPatient
-within ``ORIENTATION_TOL``), image size, pixel spacing and the StackID of enhanced frames. Where slice positions then repeat, the repeats
-are told apart by echo (each echo becomes its own stack) and then by the first temporal key
-that gives every position the same number of distinct values (one 4D stack, ``n_timepoints``
-> 1). The result does not depend on the order of the input.
+within ``ORIENTATION_TOL``), image size, pixel spacing and the StackID of enhanced frames.
+Where slice positions then repeat, the repeats are told apart by echo (each echo becomes its
+own stack) and then by the first temporal key that gives every position the same number of
+distinct values (one 4D stack, ``n_timepoints`` > 1). The result does not depend on the order
+of the input.
 
 The unit of grouping is a *frame*: a slice of a single-frame file, one frame of an enhanced
 multi-frame file, or a whole Siemens mosaic (its first tile's position stands for it).
