@@ -958,3 +958,37 @@ def test_one_series_in_mixed_transfer_syntaxes(tmp_path):
             save(ds, path)
         expected.append(values - 1024)
     np.testing.assert_array_equal(load_path(tmp_path).array, np.stack(expected))
+
+
+@pytest.mark.parametrize("n_t", [1, 2])
+def test_enhanced_ct_tilted_coronal_with_gap_and_shuffled_frames(tmp_path, n_t):
+    from MedPrepLib.volume import Volume
+
+    positions = _tilted_positions(7, 2.5, 12.0, CORONAL, origin=(1, 2, 3), gap_after=2)
+    frames = [
+        {
+            "position": p,
+            "orientation": CORONAL,
+            "stored": expected_stored(k + 3 * t, ROWS, COLS),
+            "temporal": t + 1 if n_t > 1 else None,
+            "t": t,
+        }
+        for t in range(n_t)
+        for k, p in enumerate(positions)
+    ]
+    frames = _shuffled(frames)
+    path = write_enhanced_frames(
+        tmp_path / "e.dcm", frames, modality="CT", shared_rescale=(1.0, -1024.0), pixel_spacing=PIXEL_SPACING
+    )
+    raw = load_files([path], regularize=False)
+    placed = np.asarray(raw.metadata["slice_positions"])
+    for f in frames:
+        k = int(np.argmin(np.linalg.norm(placed - f["position"], axis=1)))
+        assert np.linalg.norm(placed[k] - f["position"]) < 1e-3
+        got = raw.array[k] if n_t == 1 else raw.array[k, ..., f["t"]]
+        np.testing.assert_array_equal(got, f["stored"] - 1024)
+    volume = load_path(path)
+    assert volume.metadata["regularized"]
+    for t in range(n_t):
+        one = volume if n_t == 1 else Volume(np.ascontiguousarray(volume.array[..., t]), volume.geometry)
+        _assert_resampled_values(one, [(f["position"], f["stored"]) for f in frames if f["t"] == t], CORONAL)
