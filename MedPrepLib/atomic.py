@@ -27,9 +27,21 @@ def default_file_mode() -> int:
 def check_writable(path: Path, *, overwrite: bool) -> None:
     """Refuse an existing output (without ``overwrite``) or a missing output folder."""
     if path.exists() and not overwrite:
-        raise OutputExistsError("output exists", path=path, hint="choose another name or pass overwrite")
+        raise OutputExistsError("output exists", path=path, hint="choose another name, or allow replacing it (--overwrite)")
     if not path.parent.is_dir():
         raise InputError("output folder does not exist", path=path.parent)
+
+
+def refuse_overwriting_inputs(outputs: list[Path], inputs: list[Path]) -> None:
+    """An output that is one of the inputs would destroy the user's data, overwrite allowed or not."""
+    for out in outputs:
+        for source in inputs:
+            if out.exists() and source.exists() and out.resolve() == source.resolve():
+                raise OutputExistsError(
+                    "an output is also an input of this command and would be destroyed",
+                    path=out,
+                    hint="write the outputs to new files",
+                )
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes, *, overwrite: bool = False) -> Path:

@@ -32,7 +32,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import InputError, InvalidImageError, OutputExistsError
+from .atomic import check_writable
+from .errors import InputError, InvalidImageError
 from .geometry import Geometry
 from .volume import Volume
 
@@ -182,6 +183,19 @@ def _nifti_4d(volume: Volume):
     return image
 
 
+def check_image_output(path: str | os.PathLike, *, overwrite: bool = False) -> Path:
+    """Refuse, before any work, an output whose format cannot be written, whose folder is missing,
+    or that exists (unless ``overwrite``)."""
+    path = Path(path)
+    suffix = image_suffix(path)
+    if suffix not in WRITE_SUFFIXES:
+        raise InputError(
+            f"cannot write format '{suffix or path.name}'", path=path, hint="writable: " + ", ".join(WRITE_SUFFIXES)
+        )
+    check_writable(path, overwrite=overwrite)
+    return path
+
+
 def write_image(
     volume: Volume,
     path: str | os.PathLike,
@@ -198,20 +212,11 @@ def write_image(
     """
     import SimpleITK as sitk
 
-    path = Path(path)
+    path = check_image_output(path, overwrite=overwrite)
     suffix = image_suffix(path)
-    if suffix not in WRITE_SUFFIXES:
-        raise InputError(
-            f"cannot write format '{suffix or path.name}'", path=path, hint="writable: " + ", ".join(WRITE_SUFFIXES)
-        )
-    targets = [path, *[p for p in _companion_files(path) if p.exists()]]
-    if not overwrite:
-        for target in targets:
-            if target.exists():
-                raise OutputExistsError("output exists", path=target, hint="choose another name or pass overwrite")
-    parent = path.parent if str(path.parent) else Path(".")
-    if not parent.is_dir():
-        raise InputError("output folder does not exist", path=parent)
+    for companion in _companion_files(path):
+        check_writable(companion, overwrite=overwrite)
+    parent = path.parent
     if compress is None:
         compress = suffix != ".nii"
     image = _nifti_4d(volume) if volume.array.ndim == 4 and suffix in (".nii", ".nii.gz") else volume.to_sitk()

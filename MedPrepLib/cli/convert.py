@@ -14,7 +14,8 @@ import warnings
 from contextlib import contextmanager
 from pathlib import Path
 
-from ..errors import InputError, OutputExistsError
+from ..atomic import check_writable
+from ..errors import InputError
 
 OUTPUT_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".mha")
 
@@ -76,11 +77,7 @@ def run(args) -> int:
 
     output = Path(args.output)
     _output_suffix(args.output)  # refuses unsupported formats before any work
-    if output.exists() and not args.overwrite:
-        raise OutputExistsError("output exists", path=output, hint="pass --overwrite to replace it")
-    parent = output.parent if str(output.parent) else Path(".")
-    if not parent.is_dir():
-        raise InputError("output folder does not exist", path=parent)
+    check_writable(output, overwrite=args.overwrite)
     if not os.path.exists(args.input):
         raise InputError("no such file or folder", path=args.input)
     with _held_log() as held:

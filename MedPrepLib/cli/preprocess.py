@@ -11,8 +11,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..errors import InputError, OutputExistsError, RecipeError
-from ..imageio import WRITE_SUFFIXES, image_suffix, is_image_file, read_image, write_image
+from ..atomic import check_writable, refuse_overwriting_inputs
+from ..errors import InputError, RecipeError
+from ..imageio import check_image_output, image_suffix, is_image_file, read_image, write_image
 from ..progress import as_progress
 from ..recipe import Recipe, load_statistics, run_recipe, write_json
 from ..recipe.recipe import label_on_image_grid
@@ -46,31 +47,6 @@ def default_provenance_path(output: str | Path) -> Path:
     return output.with_name(stem + ".provenance.json")
 
 
-def refuse_overwriting_inputs(outputs: list[Path], inputs: list[Path]) -> None:
-    """An output that is one of the inputs would destroy the user's data, ``--overwrite`` or not."""
-    for out in outputs:
-        for source in inputs:
-            if out.exists() and source.exists() and out.resolve() == source.resolve():
-                raise OutputExistsError(
-                    "an output is also an input of this command and would be destroyed",
-                    path=out,
-                    hint="write the outputs to new files",
-                )
-
-
-def check_writable(images: list[Path]) -> None:
-    """Refuse, before any work, an image output whose format or folder cannot be written: a
-    failure after the first output is written would leave half a result behind."""
-    for path in images:
-        suffix = image_suffix(path)
-        if suffix not in WRITE_SUFFIXES:
-            raise InputError(
-                f"cannot write format '{suffix or path.name}'", path=path, hint="writable: " + ", ".join(WRITE_SUFFIXES)
-            )
-        if not path.parent.is_dir():
-            raise InputError("output folder does not exist", path=path.parent)
-
-
 def read_input(path: str | Path, series: str | None = None, progress=None):
     """An image file through imageio, anything else through the DICOM loader."""
     path = Path(path)
@@ -96,13 +72,11 @@ def run(args) -> int:
         raise InputError("output, label output and provenance must be different files")
     inputs = [args.input, args.label, args.recipe, args.statistics]
     refuse_overwriting_inputs(outputs, [Path(i) for i in inputs if i])
-    check_writable([outputs[0], *outputs[2:]])
+    for image_output in (outputs[0], *outputs[2:]):
+        check_image_output(image_output, overwrite=args.overwrite)
     if not outputs[1].parent.is_dir():
         raise InputError("provenance folder does not exist", path=outputs[1].parent)
-    if not args.overwrite:
-        for out in outputs:
-            if out.exists():
-                raise OutputExistsError("output exists", path=out, hint="choose another name or pass --overwrite")
+    check_writable(outputs[1], overwrite=args.overwrite)
     statistics = load_statistics(args.statistics) if args.statistics else None
 
     progress = as_progress(args.progress)

@@ -11,11 +11,11 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from ..errors import OutputExistsError, RecipeError
-from ..imageio import read_image, write_image
+from ..atomic import refuse_overwriting_inputs
+from ..errors import RecipeError
+from ..imageio import check_image_output, read_image, write_image
 from ..jsonfiles import read_json
 from ..recipe.invert import check_provenance, restore_label
-from .preprocess import check_writable, refuse_overwriting_inputs
 
 log = logging.getLogger(__name__)
 
@@ -41,9 +41,7 @@ def read_provenance(path: str | Path) -> dict:
 def run(args) -> int:
     output = Path(args.output)
     refuse_overwriting_inputs([output], [Path(args.pred), Path(args.provenance)])
-    check_writable([output])
-    if output.exists() and not args.overwrite:
-        raise OutputExistsError("output exists", path=output, hint="choose another name or pass --overwrite")
+    check_image_output(output, overwrite=args.overwrite)
     provenance = read_provenance(args.provenance)
     try:
         check_provenance(provenance)
