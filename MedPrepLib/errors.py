@@ -21,12 +21,25 @@ class MedPrepError(Exception):
         The file, folder or series the error is about (optional).
     hint:
         What the user can do about it (optional).
+    detail:
+        Names of the files inside a stack that the error is about (optional). File and folder
+        names often carry patient names, so the detail is shown only on request
+        (``medprep --verbose``, :meth:`one_line` with ``verbose=True``) and never written to
+        any output; the message itself says "slice 17 of 54 (instance 18)".
     """
 
-    def __init__(self, message: str, *, path: str | os.PathLike | None = None, hint: str | None = None):
+    def __init__(
+        self,
+        message: str,
+        *,
+        path: str | os.PathLike | None = None,
+        hint: str | None = None,
+        detail: str | None = None,
+    ):
         self.message = message
         self.path = os.fspath(path) if path is not None else None
         self.hint = hint
+        self.detail = detail
         super().__init__(self.__str__())
 
     def __str__(self) -> str:
@@ -37,9 +50,12 @@ class MedPrepError(Exception):
             text = f"{text} ({self.hint})"
         return text
 
-    def one_line(self) -> str:
-        """The message folded onto a single line (for the CLI and log files)."""
-        return " ".join(str(self).split())
+    def one_line(self, *, verbose: bool = False) -> str:
+        """The message folded onto a single line (for the CLI); ``verbose`` adds the detail."""
+        text = str(self)
+        if verbose and self.detail:
+            text = f"{text} [{self.detail}]"
+        return " ".join(text.split())
 
 
 class InputError(MedPrepError):
@@ -52,6 +68,10 @@ class InvalidImageError(InputError):
 
 class OutputExistsError(MedPrepError):
     """An output would overwrite an existing file or dataset without the overwrite flag."""
+
+
+class OutputError(MedPrepError):
+    """An output cannot be written (read-only file system, no space left, permission denied)."""
 
 
 class DicomError(InputError):

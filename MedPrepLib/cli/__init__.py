@@ -66,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
         bar.close()
         if args.verbose:
             traceback.print_exc()
-        print(f"medprep: error: {exc.one_line()}", file=sys.stderr)
+        print(f"medprep: error: {exc.one_line(verbose=args.verbose)}", file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:
         bar.close()
