@@ -65,3 +65,17 @@ def test_cli_shows_progress_on_a_terminal(tmp_path):
     text = shown.decode(errors="replace")
     assert "%" in text and "[" in text  # the bar was drawn on the terminal
     assert text.endswith("\r")  # and erased at the end (blanks written over it)
+
+
+def test_first_draw_on_a_freshly_booted_machine(monkeypatch):
+    """time.monotonic() counts from boot: on a machine up for less than the redraw interval the
+    very first update must still be drawn (it was compared with a 'last draw' at time 0)."""
+    import MedPrepLib.cli.progressbar as progressbar
+
+    monkeypatch.setattr(progressbar.time, "monotonic", lambda: 0.05)
+    term = _Terminal()
+    bar = ProgressBar(term, min_interval_s=0.1)
+    bar("loading", 0.25)
+    assert " 25%" in term.getvalue()
+    bar("loading", 0.5)  # 0 s after the first draw: throttled
+    assert " 50%" not in term.getvalue()

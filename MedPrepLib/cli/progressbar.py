@@ -18,14 +18,14 @@ class ProgressBar:
         self.stream = stream if stream is not None else sys.stderr
         self.enabled = self.stream.isatty() if enabled is None else enabled
         self.min_interval_s = min_interval_s
-        self._last_draw = 0.0
+        self._last_draw: float | None = None  # none yet: the first call always draws
         self._drawn = 0
 
     def __call__(self, label: str, fraction: float) -> bool:
         if not self.enabled:
             return False
         now = time.monotonic()
-        if fraction < 1.0 and now - self._last_draw < self.min_interval_s:
+        if fraction < 1.0 and self._last_draw is not None and now - self._last_draw < self.min_interval_s:
             return False
         self._last_draw = now
         filled = int(round(WIDTH * min(max(fraction, 0.0), 1.0)))
