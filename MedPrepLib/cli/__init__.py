@@ -19,7 +19,7 @@ from ..errors import CancelledError, MedPrepError
 from .progressbar import ProgressBar
 
 # Sub-command modules, in the order ``medprep --help`` lists them.
-COMMANDS = ["info", "demo", "scan", "convert", "preprocess", "restore"]
+COMMANDS = ["info", "demo", "scan", "convert", "preprocess", "restore", "statistics", "recipe", "cache"]
 
 EXIT_ERROR = 2
 EXIT_CANCELLED = 130

@@ -6,11 +6,15 @@ size (bytes) and modification time (ns) it was read at, plus either a serialised
 A row is used only when size and mtime still match; otherwise the file is read again.
 
 What is stored is exactly what ``FileHeader.to_dict()`` / ``Skipped.to_dict()`` hold: UIDs,
-geometry and acquisition keys, never patient name, ID or birth date.
+geometry and acquisition keys, never patient name, ID or birth date. The index does hold the
+*full path* of every file scanned, and folder and file names often carry patient names: it
+lives outside every output, ``MEDPREP_CACHE=off`` (or ``medprep scan --no-cache``) keeps it
+from being written, and ``medprep cache clear`` (:func:`clear_index`) deletes it.
 
 Where the file lives (``cache`` argument of :func:`open_index`):
 
 * ``True`` — ``$MEDPREP_CACHE/dicom-index.sqlite``, or ``~/.cache/medprep/dicom-index.sqlite``;
+  ``MEDPREP_CACHE=off`` switches this default off;
 * a folder — ``<folder>/.medprep-index.sqlite`` (e.g. beside the data; the leading dot keeps
   the scanner from treating it as data);
 * a path ending in ``.sqlite`` / ``.db`` — that file;
@@ -74,18 +78,30 @@ CREATE TABLE IF NOT EXISTS files (
 FileKey = tuple[str, int, int]  # (absolute path, size in bytes, mtime in ns)
 
 
+CACHE_OFF_VALUES = ("off", "0", "no", "false", "none")
+"""Values of ``$MEDPREP_CACHE`` that switch the default index off."""
+
+
+def cache_disabled() -> bool:
+    """True when ``$MEDPREP_CACHE`` is ``off`` (or 0/no/false/none): no default index at all."""
+    return os.environ.get("MEDPREP_CACHE", "").strip().lower() in CACHE_OFF_VALUES
+
+
 def default_cache_dir() -> Path:
-    """``$MEDPREP_CACHE`` if set, else ``~/.cache/medprep``."""
+    """``$MEDPREP_CACHE`` if set (and not ``off``), else ``~/.cache/medprep``."""
     env = os.environ.get("MEDPREP_CACHE")
-    return Path(env) if env else Path.home() / ".cache" / "medprep"
+    return Path(env).expanduser() if env and not cache_disabled() else Path.home() / ".cache" / "medprep"
 
 
 def index_path(cache: str | os.PathLike | bool | None) -> Path | None:
-    """Resolve the ``cache`` argument of :func:`open_index` to a file path (None: no cache)."""
+    """Resolve the ``cache`` argument of :func:`open_index` to a file path (None: no cache).
+
+    ``True`` means the default index, which ``MEDPREP_CACHE=off`` disables.
+    """
     if cache is None or cache is False:
         return None
     if cache is True:
-        return default_cache_dir() / INDEX_FILENAME
+        return None if cache_disabled() else default_cache_dir() / INDEX_FILENAME
     p = Path(cache).expanduser()
     if p.suffix.lower() in (".sqlite", ".db", ".sqlite3"):
         return p
@@ -191,6 +207,33 @@ class HeaderIndex:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def index_files(path: str | os.PathLike) -> list[Path]:
+    """The files that make up the index at ``path``: the database, its write-ahead log and
+    shared-memory files, and damaged copies moved aside (``.corrupt-<time>``)."""
+    path = Path(path)
+    if not path.parent.is_dir():
+        return []
+    return sorted(
+        p for p in path.parent.iterdir() if p.name == path.name or p.name.startswith(path.name + "-")
+        or p.name.startswith(path.name + ".corrupt-")
+    )
+
+
+def clear_index(cache: str | os.PathLike | bool = True) -> list[Path]:
+    """Delete the index chosen by ``cache`` (default: the one under ``~/.cache/medprep``) with
+    its companion files; returns what was removed. The index holds the full paths of every
+    scanned file, outside any output: this is how to remove them."""
+    # MEDPREP_CACHE=off stops new writes; it must not hide an index written before from clearing
+    path = default_cache_dir() / INDEX_FILENAME if cache is True else index_path(cache)
+    if path is None:
+        return []
+    removed = []
+    for p in index_files(path):
+        p.unlink(missing_ok=True)
+        removed.append(p)
+    return removed
 
 
 def open_index(cache: str | os.PathLike | bool | None) -> HeaderIndex | None:
