@@ -26,8 +26,6 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -147,7 +145,9 @@ def _volume_from_any_dimension(image, path: Path) -> Volume:
             direction=direction4[:3, :3],
         )
         array = np.moveaxis(sitk.GetArrayFromImage(image), 0, -1)  # (t, z, y, x) -> (z, y, x, t)
-        return Volume(np.ascontiguousarray(array), geometry, metadata={"channel_axis": "time"})
+        # the 4th spacing (NIfTI pixdim[4], e.g. the repetition time) goes back out on writing
+        metadata = {"channel_axis": "time", "time_spacing": float(image.GetSpacing()[3])}
+        return Volume(np.ascontiguousarray(array), geometry, metadata=metadata)
     raise InvalidImageError(f"{dim}D images are not supported (2D, 3D or 4D only)", path=path)
 
 
@@ -166,21 +166,6 @@ def _check_nifti_transforms(path: Path, geometry: Geometry) -> list[str]:
         f"NIfTI qform (code {transforms.qform_code}) and sform (code {transforms.sform_code}) disagree "
         f"by up to {mm:.3g} mm in translation and {rot:.3g} in rotation/zoom; the {used} was used"
     ]
-
-
-def _nifti_4d(volume: Volume):
-    """A (z, y, x, c) volume as a 4D SimpleITK image, so NIfTI stores it as (x, y, z, t) — the
-    layout every NIfTI tool expects of a time series (and what :func:`read_image` reads back)."""
-    import SimpleITK as sitk
-
-    image = sitk.GetImageFromArray(np.ascontiguousarray(np.moveaxis(volume.array, 3, 0)), isVector=False)
-    g = volume.geometry
-    direction = np.eye(4)
-    direction[:3, :3] = g.direction
-    image.SetSpacing((*g.spacing, 1.0))
-    image.SetOrigin((*g.origin, 0.0))
-    image.SetDirection(tuple(direction.ravel()))
-    return image
 
 
 def check_image_output(path: str | os.PathLike, *, overwrite: bool = False) -> Path:
@@ -210,27 +195,13 @@ def write_image(
     or a vector NRRD/MetaImage. Raises :class:`OutputExistsError` if the file (or, for ``.mhd``,
     its data file) exists and ``overwrite`` is False.
     """
-    import SimpleITK as sitk
+    from .imagewriter import write_volume_file
 
     path = check_image_output(path, overwrite=overwrite)
     suffix = image_suffix(path)
     for companion in _companion_files(path):
         check_writable(companion, overwrite=overwrite)
-    parent = path.parent
     if compress is None:
         compress = suffix != ".nii"
-    image = _nifti_4d(volume) if volume.array.ndim == 4 and suffix in (".nii", ".nii.gz") else volume.to_sitk()
-    tmpdir = Path(tempfile.mkdtemp(prefix=".medprep-", dir=parent))
-    try:
-        tmp_path = tmpdir / path.name
-        try:
-            sitk.WriteImage(image, str(tmp_path), bool(compress))
-        except RuntimeError as exc:
-            raise InputError(f"cannot write image: {str(exc).strip().splitlines()[-1]}", path=path) from exc
-        # Data files first, header last: the header's appearance means the write is complete.
-        written = sorted(tmpdir.iterdir(), key=lambda p: p.name == path.name)
-        for produced in written:
-            os.replace(produced, parent / produced.name)
-    finally:
-        shutil.rmtree(tmpdir, ignore_errors=True)
-    return path
+    time_spacing = float(volume.metadata.get("time_spacing") or 1.0)
+    return write_volume_file(volume, path, suffix, compress=bool(compress), time_spacing=time_spacing)
