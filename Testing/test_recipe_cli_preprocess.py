@@ -144,6 +144,7 @@ def test_missing_input_and_mismatched_label(case, capsys):
     assert "input not found" in capsys.readouterr().err
     other = write_image(Volume(np.zeros((3, 4, 5), np.uint8)), d / "small.nii.gz")
     argv = ["preprocess", str(image), str(d / "o.nii.gz"), "--recipe", str(recipe), "--label", str(other)]
+    argv += ["--label-output", str(d / "lo.nii.gz")]
     assert main(argv) == EXIT_ERROR
     assert "the label's grid" in capsys.readouterr().err
 

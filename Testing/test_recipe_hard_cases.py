@@ -405,7 +405,7 @@ def test_cli_label_grid_tolerance_and_refusals(oblique_files, capsys):
     for shift, accepted in ((1e-4, True), (0.5, False)):
         moved = g.replace(origin=tuple(np.array(g.origin) + [shift, 0.0, 0.0]))
         write_image(Volume(label.array, moved), d / "seg_moved.nii.gz", overwrite=True)
-        rc = main([*base, "--label", str(d / "seg_moved.nii.gz"), "--overwrite"])
+        rc = main([*base, "--label", str(d / "seg_moved.nii.gz"), "--label-output", str(d / "lo.nii.gz"), "--overwrite"])
         err = capsys.readouterr().err
         if accepted:
             assert rc == 0
@@ -652,7 +652,7 @@ def test_a_shape_written_as_whole_floats_is_accepted_as_integers(op):
     [
         (["--label-output", "seg_out.png"], "cannot write format '.png'"),
         (["--label-output", "no_such_folder/seg.nii.gz"], "output folder does not exist"),
-        (["--provenance", "no_such_folder/p.json"], "provenance folder does not exist"),
+        (["--label-output", "lo.nii.gz", "--provenance", "no_such_folder/p.json"], "provenance folder does not exist"),
     ],
 )
 def test_cli_refuses_an_unwritable_output_before_writing_anything(oblique_files, capsys, monkeypatch, extra, message):

@@ -65,6 +65,12 @@ def run(args) -> int:
     recipe = Recipe.load(args.recipe)
     if args.label_output and not args.label:
         raise InputError("--label-output needs --label")
+    if args.label and not args.label_output:
+        raise InputError(
+            "--label is given without --label-output: the preprocessed label map would be computed and thrown away",
+            path=args.label,
+            hint="add --label-output FILE",
+        )
     outputs = [Path(args.output), Path(args.provenance) if args.provenance else default_provenance_path(args.output)]
     if args.label_output:
         outputs.append(Path(args.label_output))
