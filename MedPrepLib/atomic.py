@@ -48,6 +48,8 @@ def _host() -> str:
 def output_error(exc: OSError, target: str | os.PathLike) -> OutputError:
     """An :class:`OutputError` for an OS failure while writing ``target`` (a file or folder)."""
     reason = (exc.strerror or str(exc)).lower()
+    if exc.errno == errno.ENOENT and os.path.isdir(target):
+        reason = "this folder takes no new files"  # /proc and other virtual file systems
     return OutputError(f"cannot write to {os.fspath(target)}: {reason}", hint=_HINTS.get(exc.errno or 0))
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import signal
 import sys
 import traceback
 
@@ -22,7 +23,36 @@ from .progressbar import ProgressBar
 COMMANDS = ["info", "demo", "scan", "convert", "preprocess", "restore", "statistics", "recipe", "cache"]
 
 EXIT_ERROR = 2
-EXIT_CANCELLED = 130
+EXIT_CANCELLED = 130  # 128 + SIGINT, as a shell reports Ctrl-C
+
+TERMINATING_SIGNALS = ("SIGTERM", "SIGHUP")
+"""Handled like Ctrl-C: ``timeout``, SLURM and ``docker stop`` send SIGTERM, a closed terminal SIGHUP."""
+
+
+class Terminated(KeyboardInterrupt):
+    """Raised in the main thread by SIGTERM or SIGHUP, so that every ``finally`` (staging
+    folders, partial files) runs as for Ctrl-C; the exit status is 128 + the signal number."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _on_signal(signum, frame):
+    for name in ("SIGINT", *TERMINATING_SIGNALS):  # a second signal must not interrupt the clean-up
+        if hasattr(signal, name):
+            signal.signal(getattr(signal, name), signal.SIG_IGN)
+    raise Terminated(signum)
+
+
+def install_signal_handlers() -> None:
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return  # only the main thread may set handlers (main() called from a worker thread)
+    for name in TERMINATING_SIGNALS:
+        if hasattr(signal, name) and signal.getsignal(getattr(signal, name)) is not signal.SIG_IGN:
+            signal.signal(getattr(signal, name), _on_signal)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -54,6 +84,7 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.WARNING,
         format="medprep: %(levelname)s: %(message)s",
     )
+    install_signal_handlers()
     bar = ProgressBar()
     args.progress = bar if bar.enabled else None  # sub-commands pass it to long calls
     try:
@@ -68,10 +99,11 @@ def main(argv: list[str] | None = None) -> int:
             traceback.print_exc()
         print(f"medprep: error: {exc.one_line(verbose=args.verbose)}", file=sys.stderr)
         return EXIT_ERROR
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
         bar.close()
-        print("medprep: interrupted", file=sys.stderr)
-        return EXIT_CANCELLED
+        signum = exc.signum if isinstance(exc, Terminated) else signal.SIGINT
+        print(f"medprep: interrupted by {signal.Signals(signum).name}; nothing was left half-written", file=sys.stderr)
+        return 128 + int(signum)
     except Exception as exc:  # an unexpected failure is still one line unless --verbose
         bar.close()
         if args.verbose:
