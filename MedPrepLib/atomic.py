@@ -105,6 +105,16 @@ def remove_stale_staging(folder: str | os.PathLike) -> list[Path]:
     return removed
 
 
+def make_folder(folder: str | os.PathLike) -> Path:
+    """``mkdir -p`` whose failures are :class:`OutputError` naming the folder and the reason."""
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise output_error(exc, folder) from None
+    return folder
+
+
 def check_writable(path: str | os.PathLike, *, overwrite: bool) -> None:
     """Refuse, before any work, an output that exists (without ``overwrite``), whose folder is
     missing, or whose folder cannot take a new file (read-only, full, no permission)."""

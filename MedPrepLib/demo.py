@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .atomic import make_folder
 from .progress import as_progress
 from .sampledata import chest_ct_phantom, write_ct_series
 from .volume import Volume
@@ -78,14 +79,14 @@ def run_demo(out: str | Path, *, overwrite: bool = False, progress=None) -> Demo
 
     prog = as_progress(progress)
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    make_folder(out)
     report = DemoReport(out)
     files = report.files
 
     prog.update("writing the DICOM phantom", 0.0)
     phantom = chest_ct_phantom()
     files["dicom"] = out / "dicom"
-    paths = write_ct_series(phantom, files["dicom"])
+    paths = write_ct_series(phantom, files["dicom"], overwrite=overwrite)
 
     found = scan(files["dicom"], cache=False, progress=prog.sub(0.1, 0.2))
     stack = found.stacks[0]

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .atomic import atomic_write_bytes, make_folder
 from .volume import Volume
 
 AIR_HU = -1000
@@ -80,21 +81,23 @@ def _uid(seed: str) -> str:
     return generate_uid(entropy_srcs=["medprep-demo", seed])
 
 
-def write_ct_series(volume: Volume, folder: str | Path, *, study_seed: str = "demo", pad_outside_fov: bool = True) -> list[Path]:
+def write_ct_series(
+    volume: Volume, folder: str | Path, *, study_seed: str = "demo", pad_outside_fov: bool = True, overwrite: bool = False
+) -> list[Path]:
     """Write an HU volume (axial, any direction) as a DICOM CT series, one file per slice.
 
     Stored values are ``HU - RescaleIntercept`` (int16, intercept -1024, slope 1). With
     ``pad_outside_fov`` the voxels outside the circular field of view get the stored value
     PixelPaddingValue (-2000), which reads back as -3024 "HU" unless padding is handled.
     File names are ``IM0001.dcm``...; UIDs are derived from ``study_seed`` (stable).
-    Returns the written paths.
+    Existing files are replaced only with ``overwrite``. Returns the written paths.
     """
     import pydicom
     from pydicom.dataset import Dataset, FileMetaDataset
     from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian
 
     folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
+    make_folder(folder)
     g = volume.geometry
     stored = volume.array.astype(np.int32) - RESCALE_INTERCEPT
     if pad_outside_fov and "fov_mask_radius_mm" in volume.metadata:
@@ -145,15 +148,19 @@ def write_ct_series(volume: Volume, folder: str | Path, *, study_seed: str = "de
         ds.WindowCenter, ds.WindowWidth = 40, 400
         ds.PixelData = np.ascontiguousarray(stored[k]).tobytes()
         path = folder / f"IM{k + 1:04d}.dcm"
-        _save(ds, path, pydicom)
+        _save(ds, path, pydicom, overwrite=overwrite)
         paths.append(path)
     return paths
 
 
-def _save(ds, path: Path, pydicom) -> None:
-    """Write a Part-10 file with pydicom 2.4 or 3.x."""
+def _save(ds, path: Path, pydicom, *, overwrite: bool) -> None:
+    """Write a Part-10 file with pydicom 2.4 or 3.x, staged and renamed like every output."""
+    import io
+
+    buffer = io.BytesIO()
     if int(pydicom.__version__.split(".")[0]) >= 3:
-        pydicom.dcmwrite(path, ds, enforce_file_format=True)
+        pydicom.dcmwrite(buffer, ds, enforce_file_format=True)
     else:  # pragma: no cover - exercised in the pydicom 2.4 environment
         ds.is_little_endian, ds.is_implicit_VR = True, False
-        ds.save_as(path, write_like_original=False)
+        ds.save_as(buffer, write_like_original=False)
+    atomic_write_bytes(path, buffer.getvalue(), overwrite=overwrite)

@@ -180,3 +180,8 @@ def test_stale_staging_rules(tmp_path):
     assert [p.name for p in removed] == [names["dead"]]
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(v for k, v in names.items() if k != "dead")
     shutil.rmtree(tmp_path / names["alive"])
+
+
+def test_demo_into_a_read_only_folder(read_only_folder):
+    proc = run_medprep("demo", read_only_folder / "demo")
+    assert_refused(proc, contains=(f"cannot write to {read_only_folder}", "read-only file system"))
