@@ -261,7 +261,7 @@ def step_statistics(ctx: RunContext, op: str) -> dict[str, Any] | None:
         if isinstance(entry, dict) and entry.get("op", op) != op:
             raise RecipeError(
                 f"{ctx.where}: the statistics given for step {number} are for '{entry.get('op')}', not '{op}'",
-                hint="they were computed for another recipe; run the statistics pass for this one",
+                hint="they were computed for another recipe; measure them for this one (medprep statistics --recipe)",
             )
         return entry
     value = stats.get(op)

@@ -446,7 +446,8 @@ class ZeroCenter(Step):
             if not stats or "mean" not in stats:
                 raise RecipeError(
                     f"{ctx.where}: 'mean' is \"dataset\" but no dataset statistics were given",
-                    hint="run the statistics pass (compute_statistics, or medprep preprocess --statistics) first",
+                    hint="measure it over the training set (medprep statistics IMAGES --recipe R.json -o stats.json, "
+                    "or compute_statistics), then give that file as statistics (medprep preprocess --statistics stats.json)",
                 )
             mean = float(stats["mean"])
         out = output_array(image, ctx)

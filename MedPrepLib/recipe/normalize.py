@@ -243,7 +243,8 @@ class CTNormalization(Step):
             raise RecipeError(
                 f"{ctx.where}: needs the dataset's foreground statistics (mean, std, percentile_00_5, "
                 f"percentile_99_5){f' for channel {channel}' if multichannel else ''}",
-                hint="run the statistics pass (compute_statistics / medprep preprocess --statistics S.json) "
+                hint="measure them over the training set (medprep statistics IMAGES --labels LABELS -o stats.json, "
+                "or compute_statistics), then give that file as statistics (medprep preprocess --statistics stats.json), "
                 "or give the four numbers in the step",
             )
         return {k: float(stats[k]) for k in _CT_KEYS} | {"source": source}
