@@ -12,6 +12,7 @@ to its input grid (nearest neighbour). Intensity steps leave labels untouched.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
@@ -69,11 +70,42 @@ class RunContext:
         self.n_cases: int | None = None
 
 
+REQUIRED: Any = object()
+"""Default of a parameter that the recipe must give."""
+
+
+@dataclass(frozen=True)
+class Param:
+    """One parameter of a step, declared once on the step class (:attr:`Step.parameters`).
+
+    The parser takes its default and allowed values from here and lists the declared names in
+    "not a parameter" errors; ``medprep recipe --list`` and ``docs/recipes.md`` are written
+    from it. ``kind`` is the JSON type in words; ``unit`` says mm, voxels, HU... where it applies.
+    """
+
+    name: str
+    kind: str
+    default: Any = REQUIRED
+    unit: str = ""
+    doc: str = ""
+    choices: tuple = ()
+
+    @property
+    def required(self) -> bool:
+        return self.default is REQUIRED
+
+
 class Step:
-    """Base class of recipe steps. Subclasses set ``op`` and implement the methods."""
+    """Base class of recipe steps. Subclasses set ``op`` and ``parameters`` and implement the methods."""
 
     op: ClassVar[str] = ""
     geometric: ClassVar[bool] = False
+    parameters: ClassVar[tuple[Param, ...]] = ()
+
+    @classmethod
+    def read(cls, params: dict[str, Any], where: str) -> Params:
+        """A :class:`Params` reader of ``params`` checked against this step's declarations."""
+        return Params(params, where, cls.parameters)
 
     @classmethod
     def from_params(cls, params: dict[str, Any], where: str) -> Step:
@@ -106,11 +138,14 @@ def param_error(where: str, name: str, problem: str) -> RecipeError:
 
 # -- additions for parameter parsing and run state (the contract above is unchanged) -------------
 
-_REQUIRED = object()
+_DECLARED = object()  # "use the declared default" (or REQUIRED without declarations)
 
 
 class Params:
     """Typed reading of one step's JSON parameters, with errors naming step and parameter.
+
+    With ``declared`` (the step's :class:`Param` list), a default not given in the call is the
+    declared one, and reading an undeclared name is a programming error.
 
     >>> p = Params({"min": -1000, "max": 400}, "step 3 (clip_scale)")
     >>> p.number("min"), p.number("max"), p.number("scale", 1.0)
@@ -122,29 +157,48 @@ class Params:
     MedPrepLib.errors.RecipeError: step 2 (window): 'presset' is not a parameter of this step (known: none)
     """
 
-    def __init__(self, params: dict[str, Any], where: str):
+    def __init__(self, params: dict[str, Any], where: str, declared: tuple[Param, ...] | None = None):
         if not isinstance(params, dict):
             raise RecipeError(f"{where}: parameters must be a JSON object, got {type(params).__name__}")
         self.params = params
         self.where = where
         self.used: set[str] = set()
+        self.declared = {d.name: d for d in declared} if declared is not None else None
 
     def has(self, name: str) -> bool:
         return name in self.params and self.params[name] is not None
 
-    def raw(self, name: str, default: Any = _REQUIRED) -> Any:
+    def default(self, name: str) -> Any:
+        """The declared default of ``name`` (REQUIRED when it has none)."""
+        if self.declared is None:
+            return REQUIRED
+        if name not in self.declared:
+            raise RuntimeError(f"{self.where}: the step reads parameter '{name}', which it does not declare")
+        return self.declared[name].default
+
+    def raw(self, name: str, default: Any = _DECLARED) -> Any:
+        if default is _DECLARED:
+            default = self.default(name)
+        elif self.declared is not None:
+            self.default(name)  # still a declared name
         self.used.add(name)
         if name not in self.params or self.params[name] is None:
-            if default is _REQUIRED:
+            if default is REQUIRED:
                 raise param_error(self.where, name, "is required")
             return default
         return self.params[name]
 
+    def _given(self, name: str, default: Any) -> tuple[Any, Any]:
+        """(value, resolved default); the value *is* the default when the recipe omits it."""
+        if default is _DECLARED:
+            default = self.default(name)
+        return self.raw(name, default), default
+
     def number(
-        self, name: str, default: Any = _REQUIRED, *, minimum: float | None = None, positive: bool = False
+        self, name: str, default: Any = _DECLARED, *, minimum: float | None = None, positive: bool = False
     ) -> float:
-        value = self.raw(name, default)
-        if value is default and default is not _REQUIRED:
+        value, default = self._given(name, default)
+        if value is default and default is not REQUIRED:
             return value
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise param_error(self.where, name, f"must be a number, got {value!r}")
@@ -157,9 +211,9 @@ class Params:
             raise param_error(self.where, name, f"must be >= {minimum:g}, got {value:g}")
         return value
 
-    def integer(self, name: str, default: Any = _REQUIRED, *, minimum: int | None = None) -> int:
-        value = self.raw(name, default)
-        if value is default and default is not _REQUIRED:
+    def integer(self, name: str, default: Any = _DECLARED, *, minimum: int | None = None) -> int:
+        value, default = self._given(name, default)
+        if value is default and default is not REQUIRED:
             return value
         if isinstance(value, bool) or not isinstance(value, int):
             raise param_error(self.where, name, f"must be an integer, got {value!r}")
@@ -167,23 +221,25 @@ class Params:
             raise param_error(self.where, name, f"must be >= {minimum}, got {value}")
         return value
 
-    def boolean(self, name: str, default: Any = _REQUIRED) -> bool:
-        value = self.raw(name, default)
+    def boolean(self, name: str, default: Any = _DECLARED) -> bool:
+        value, default = self._given(name, default)
         if not isinstance(value, bool):
             raise param_error(self.where, name, f"must be true or false, got {value!r}")
         return value
 
-    def choice(self, name: str, options, default: Any = _REQUIRED) -> str:
-        value = self.raw(name, default)
-        if value is default and default is not _REQUIRED:
+    def choice(self, name: str, options=None, default: Any = _DECLARED) -> str:
+        value, default = self._given(name, default)
+        if options is None:
+            options = self.declared[name].choices if self.declared else ()
+        if value is default and default is not REQUIRED:
             return value
         if value not in options:
             raise param_error(self.where, name, f"must be one of {', '.join(map(str, options))}; got {value!r}")
         return value
 
-    def numbers(self, name: str, count: int, default: Any = _REQUIRED, *, positive: bool = False) -> tuple:
-        value = self.raw(name, default)
-        if value is default and default is not _REQUIRED:
+    def numbers(self, name: str, count: int, default: Any = _DECLARED, *, positive: bool = False) -> tuple:
+        value, default = self._given(name, default)
+        if value is default and default is not REQUIRED:
             return value
         if not isinstance(value, (list, tuple)) or len(value) != count:
             raise param_error(self.where, name, f"must be a list of {count} numbers, got {value!r}")
@@ -202,8 +258,9 @@ class Params:
         if unknown:
             import difflib
 
-            known = ", ".join(sorted(self.used)) or "none"
-            close = difflib.get_close_matches(unknown[0], sorted(self.used), n=1, cutoff=0.75)
+            names = sorted(self.declared) if self.declared is not None else sorted(self.used)
+            known = ", ".join(names) or "none"
+            close = difflib.get_close_matches(unknown[0], names, n=1, cutoff=0.75)
             guess = f"did you mean '{close[0]}'? " if close else ""
             raise param_error(self.where, unknown[0], f"is not a parameter of this step ({guess}known: {known})")
 

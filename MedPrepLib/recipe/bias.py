@@ -14,7 +14,7 @@ import numpy as np
 
 from ..errors import RecipeError, require
 from ..volume import Volume
-from .base import Params, Step, param_error, register
+from .base import Param, Step, param_error, register
 
 
 @register
@@ -32,6 +32,13 @@ class N4BiasCorrection(Step):
     """
 
     op = "n4"
+    parameters = (
+        Param("shrink_factor", "integer", 4, "voxels", "per axis of the estimation grid (lowered on thin stacks)"),
+        Param("iterations", "list of integers", [50, 50, 50, 50], "", "per fitting level"),
+        Param("convergence_threshold", "number", 0.001, "", "stop a level when the change is below it"),
+        Param("control_points", "integer", 4, "", "per axis at the coarsest level"),
+        Param("mask", "text", "otsu", "", '"otsu", "all", "label" or a mask name: where the bias is estimated'),
+    )
     shrink_factor: int = 4
     iterations: tuple[int, ...] = (50, 50, 50, 50)
     convergence_threshold: float = 0.001
@@ -40,8 +47,8 @@ class N4BiasCorrection(Step):
 
     @classmethod
     def from_params(cls, params, where):
-        p = Params(params, where)
-        iterations = p.raw("iterations", [50, 50, 50, 50])
+        p = cls.read(params, where)
+        iterations = p.raw("iterations")
         if (
             not isinstance(iterations, list)
             or not iterations
@@ -50,14 +57,14 @@ class N4BiasCorrection(Step):
             raise param_error(
                 where, "iterations", f"must be a list of positive integers (one per level), got {iterations!r}"
             )
-        mask = p.raw("mask", "otsu")
+        mask = p.raw("mask")
         if not isinstance(mask, str) or not mask:
             raise param_error(where, "mask", f'must be "otsu", "all", "label" or a mask name; got {mask!r}')
         step = cls(
-            shrink_factor=p.integer("shrink_factor", 4, minimum=1),
+            shrink_factor=p.integer("shrink_factor", minimum=1),
             iterations=tuple(iterations),
-            convergence_threshold=p.number("convergence_threshold", 0.001, minimum=0.0),
-            control_points=p.integer("control_points", 4, minimum=4),
+            convergence_threshold=p.number("convergence_threshold", minimum=0.0),
+            control_points=p.integer("control_points", minimum=4),
             mask=mask,
         )
         p.finish()

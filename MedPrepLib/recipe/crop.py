@@ -34,7 +34,7 @@ import numpy as np
 from ..errors import RecipeError
 from ..geometry import Geometry
 from ..volume import Volume
-from .base import Params, RunContext, Step, check_output_grid, param_error, parse_shape, register
+from .base import Param, Params, RunContext, Step, check_output_grid, param_error, parse_shape, register
 
 log = logging.getLogger(__name__)
 
@@ -145,8 +145,8 @@ def _grow(lo, hi, geometry: Geometry, margin_mm: float) -> tuple[np.ndarray, np.
     return lo, hi - lo + 1
 
 
-def _margin(p: Params, default: float) -> float:
-    return p.number("margin_mm", default, minimum=0.0)
+def _margin(p: Params) -> float:
+    return p.number("margin_mm", minimum=0.0)
 
 
 @register
@@ -155,14 +155,18 @@ class CropBody(_BoxStep):
     """Crop to the body: largest connected component above ``threshold_hu``, plus ``margin_mm``."""
 
     op = "crop_body"
+    parameters = (
+        Param("threshold_hu", "number", -500.0, "HU", "the body is the largest connected region above it"),
+        Param("margin_mm", "number", 10.0, "mm", "kept around the body"),
+    )
 
     threshold_hu: float = -500.0
     margin_mm: float = 10.0
 
     @classmethod
     def from_params(cls, params: dict[str, Any], where: str) -> CropBody:
-        p = Params(params, where)
-        step = cls(threshold_hu=p.number("threshold_hu", -500.0), margin_mm=_margin(p, 10.0))
+        p = cls.read(params, where)
+        step = cls(threshold_hu=p.number("threshold_hu"), margin_mm=_margin(p))
         p.finish()
         return step
 
@@ -196,11 +200,12 @@ class _MarginBoxStep(_BoxStep):
     """A box step whose only parameter is ``margin_mm`` (default 0 mm)."""
 
     margin_mm: float = 0.0
+    parameters = (Param("margin_mm", "number", 0.0, "mm", "kept around the box"),)
 
     @classmethod
     def from_params(cls, params: dict[str, Any], where: str) -> _MarginBoxStep:
-        p = Params(params, where)
-        step = cls(margin_mm=_margin(p, 0.0))
+        p = cls.read(params, where)
+        step = cls(margin_mm=_margin(p))
         p.finish()
         return step
 
@@ -247,6 +252,11 @@ class PadCrop(_BoxStep):
     """Pad or crop every axis to a fixed ``shape`` (voxels, (x, y, z)), centred or random."""
 
     op = "pad_crop"
+    parameters = (
+        Param("shape", "[x, y, z] integers", unit="voxels", doc="the output size"),
+        Param("pad_value", 'number or "auto"', "auto", "image units", '"auto": the image minimum (labels get 0)'),
+        Param("mode", "one of", "center", "", "where the box sits: centred, or random (seeded)", ("center", "random")),
+    )
 
     shape: tuple[int, int, int] = (128, 128, 128)
     mode: str = "center"
@@ -254,12 +264,12 @@ class PadCrop(_BoxStep):
 
     @classmethod
     def from_params(cls, params: dict[str, Any], where: str) -> PadCrop:
-        p = Params(params, where)
+        p = cls.read(params, where)
         shape = parse_shape(p.raw("shape"), where)
-        pad = p.raw("pad_value", "auto")
+        pad = p.raw("pad_value")
         if pad != "auto" and (isinstance(pad, bool) or not isinstance(pad, (int, float)) or not np.isfinite(pad)):
             raise param_error(where, "pad_value", f'must be a number or "auto", got {pad!r}')
-        step = cls(shape=tuple(shape), mode=p.choice("mode", ("center", "random"), "center"), pad=pad)
+        step = cls(shape=tuple(shape), mode=p.choice("mode"), pad=pad)
         p.finish()
         return step
 

@@ -27,7 +27,7 @@ import numpy as np
 from ..errors import RecipeError
 from ..threads import default_threads
 from ..volume import Volume
-from .base import Params, RunContext, Step, param_error, register, step_statistics
+from .base import Param, RunContext, Step, param_error, register, step_statistics
 
 BLOCK_VOXELS = 1 << 18
 """Voxels per block (1 MB of float32): fits the L2 cache of current CPUs."""
@@ -282,6 +282,13 @@ class PadToAir(Step):
     """
 
     op = "pad_to_air"
+    parameters = (
+        Param("padding_value", 'number, "metadata" or "none"', "metadata", "image units",
+              'voxels of this value become air; "metadata": the series\' PixelPaddingValue after rescale'),
+        Param("air", "number", -1000.0, "HU", "the value padding and out-of-field voxels get"),
+        Param("threshold", "number", -2000.0, "HU", "voxels at or below it are outside the field of view"),
+        Param("out_of_field", "true/false", True, "", "also set the voxels at or below 'threshold' to air"),
+    )
     air: float = -1000.0
     threshold: float = -2000.0
     out_of_field: bool = True
@@ -289,14 +296,14 @@ class PadToAir(Step):
 
     @classmethod
     def from_params(cls, params, where):
-        p = Params(params, where)
-        pv = p.raw("padding_value", "metadata")
+        p = cls.read(params, where)
+        pv = p.raw("padding_value")
         if pv not in ("metadata", "none") and (isinstance(pv, bool) or not isinstance(pv, (int, float))):
             raise param_error(where, "padding_value", f'must be a number, "metadata" or "none"; got {pv!r}')
         step = cls(
-            air=p.number("air", -1000.0),
-            threshold=p.number("threshold", -2000.0),
-            out_of_field=p.boolean("out_of_field", True),
+            air=p.number("air"),
+            threshold=p.number("threshold"),
+            out_of_field=p.boolean("out_of_field"),
             padding_value=pv if isinstance(pv, str) else float(pv),
         )
         p.finish()
@@ -362,17 +369,22 @@ class ClipScale(Step):
     """
 
     op = "clip_scale"
+    parameters = (
+        Param("min", "number", unit="image units", doc="lower clip bound"),
+        Param("max", "number", unit="image units", doc="upper clip bound, greater than 'min'"),
+        Param("out", "[low, high] numbers", (0.0, 1.0), "", "the output range min and max map onto"),
+    )
     min: float = -1000.0
     max: float = 400.0
     out: tuple[float, float] = (0.0, 1.0)
 
     @classmethod
     def from_params(cls, params, where):
-        p = Params(params, where)
+        p = cls.read(params, where)
         lo, hi = p.number("min"), p.number("max")
         if hi <= lo:
             raise param_error(where, "max", f"must be greater than 'min' ({lo:g}), got {hi:g}")
-        out = p.numbers("out", 2, (0.0, 1.0))
+        out = p.numbers("out", 2)
         if out[1] == out[0]:
             raise param_error(where, "out", f"must be a range of two different numbers, got {list(out)}")
         p.finish()
@@ -411,11 +423,15 @@ class ZeroCenter(Step):
     """
 
     op = "zero_center"
+    parameters = (
+        Param("mean", 'number or "dataset"', unit="image units",
+              doc='the value subtracted; "dataset": the training-set mean (medprep statistics)'),
+    )
     mean: float | str = "dataset"
 
     @classmethod
     def from_params(cls, params, where):
-        p = Params(params, where)
+        p = cls.read(params, where)
         mean = p.raw("mean")
         if mean != "dataset":
             mean = p.number("mean")
@@ -475,13 +491,17 @@ class Cast(Step):
     """
 
     op = "cast"
+    parameters = (
+        Param("dtype", "one of", doc="the voxel type of the output", choices=_CAST_TYPES),
+        Param("clip", "true/false", False, "", "saturate values outside the type's range instead of failing"),
+    )
     dtype: str = "float32"
     clip: bool = False
 
     @classmethod
     def from_params(cls, params, where):
-        p = Params(params, where)
-        step = cls(dtype=p.choice("dtype", _CAST_TYPES), clip=p.boolean("clip", False))
+        p = cls.read(params, where)
+        step = cls(dtype=p.choice("dtype"), clip=p.boolean("clip"))
         p.finish()
         return step
 

@@ -11,7 +11,7 @@ import numpy as np
 
 from ..errors import RecipeError
 from ..volume import Volume
-from .base import Params, RunContext, Step, param_error, register, step_statistics
+from .base import Param, RunContext, Step, param_error, register, step_statistics
 from .intensity import as_float32, blockwise, check_finite, is_nonzero, mean_std, output_array
 
 
@@ -40,16 +40,20 @@ class ZScore(Step):
     """
 
     op = "zscore"
+    parameters = (
+        Param("mask", "text", "all", "", '"all", "nonzero", "label" or a mask name: the voxels mean and std are measured over'),
+        Param("fill_outside", "number", None, "", "the value of voxels outside the mask (needs a mask)"),
+    )
     mask: str = "all"
     fill_outside: float | None = None
 
     @classmethod
     def from_params(cls, params, where):
-        p = Params(params, where)
-        mask = p.raw("mask", "all")
+        p = cls.read(params, where)
+        mask = p.raw("mask")
         if not isinstance(mask, str) or not mask:
             raise param_error(where, "mask", f'must be "all", "nonzero", "label" or a mask name; got {mask!r}')
-        fill = p.number("fill_outside", None)
+        fill = p.number("fill_outside")
         if fill is not None and mask == "all":
             raise param_error(where, "fill_outside", 'needs a "mask" other than "all"')
         p.finish()
@@ -141,6 +145,15 @@ class CTNormalization(Step):
     """
 
     op = "ct_normalization"
+    parameters = (
+        Param("mean", "number", None, "HU", "foreground mean (default: from the dataset statistics)"),
+        Param("std", "number", None, "HU", "foreground standard deviation"),
+        Param("percentile_00_5", "number", None, "HU", "foreground 0.5th percentile: lower clip"),
+        Param("percentile_99_5", "number", None, "HU", "foreground 99.5th percentile: upper clip"),
+        Param("samples_per_case", "integer", None, "voxels", "statistics pass: foreground voxels sampled per case (default 10e7 / cases)"),
+        Param("seed", "integer", 1234, "", "statistics pass: seed of the sampling (nnU-Net's)"),
+        Param("channel", "integer", 0, "", "statistics pass: the channel measured"),
+    )
     mean: float | None = None
     std: float | None = None
     percentile_00_5: float | None = None
@@ -151,8 +164,8 @@ class CTNormalization(Step):
 
     @classmethod
     def from_params(cls, params, where):
-        p = Params(params, where)
-        given = {k: p.number(k, None) for k in _CT_KEYS}
+        p = cls.read(params, where)
+        given = {k: p.number(k) for k in _CT_KEYS}
         present = [k for k, v in given.items() if v is not None]
         if present and len(present) != len(_CT_KEYS):
             missing = [k for k in _CT_KEYS if k not in present][0]
@@ -163,9 +176,9 @@ class CTNormalization(Step):
             raise param_error(where, "percentile_99_5", "must not be below 'percentile_00_5'")
         step = cls(
             **given,
-            samples_per_case=p.integer("samples_per_case", None, minimum=1),
-            seed=p.integer("seed", 1234, minimum=0),
-            channel=p.integer("channel", 0, minimum=0),
+            samples_per_case=p.integer("samples_per_case", minimum=1),
+            seed=p.integer("seed", minimum=0),
+            channel=p.integer("channel", minimum=0),
         )
         p.finish()
         return step

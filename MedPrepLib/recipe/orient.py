@@ -20,7 +20,7 @@ from typing import Any
 from ..geometry import Geometry, direction_from_code
 from ..reorient import inverse_transform, orientation_transform, permute_array, permute_axes
 from ..volume import Volume
-from .base import Params, RunContext, Step, param_error, register
+from .base import Param, RunContext, Step, param_error, register
 
 
 @register
@@ -29,14 +29,15 @@ class Reorient(Step):
     """Permute/flip the index axes to the orientation code ``to`` (see the module docstring)."""
 
     op = "reorient"
+    parameters = (Param("to", "orientation code", "RAS", "", "where the index axes point: RAS, LPS, LAS... (ITK letters)"),)
     geometric = True
 
     to: str = "RAS"
 
     @classmethod
     def from_params(cls, params: dict[str, Any], where: str) -> Reorient:
-        p = Params(params, where)
-        code = p.raw("to", "RAS")
+        p = cls.read(params, where)
+        code = p.raw("to")
         if not isinstance(code, str):
             raise param_error(where, "to", f"must be an orientation code such as 'RAS' or 'LPS', got {code!r}")
         try:

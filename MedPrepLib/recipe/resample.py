@@ -45,7 +45,7 @@ from ..resample import (
     resample,
 )
 from ..volume import Volume
-from .base import Params, RunContext, Step, check_output_grid, param_error, parse_shape, register
+from .base import Param, RunContext, Step, check_output_grid, param_error, parse_shape, register
 
 
 def _read_reference(path: str, where: str) -> Geometry:
@@ -82,6 +82,17 @@ class Resample(Step):
     """Resample image and label onto a new grid (see the module docstring for parameters)."""
 
     op = "resample"
+    parameters = (
+        Param("spacing", "[x, y, z] numbers", None, "mm", "the target spacing (one of spacing, shape, reference)"),
+        Param("shape", "[x, y, z] integers", None, "voxels", "the target size, same field of view"),
+        Param("reference", "image path or grid", None, "", "an image whose grid is used (its header only), or Geometry.to_dict()"),
+        Param("interpolation", "one of", "linear", "", "image interpolation", IMAGE_INTERPOLATIONS),
+        Param("label_interpolation", "one of", "nearest", "", "label interpolation (label_linear: one-hot, linear, argmax)", LABEL_INTERPOLATIONS),
+        Param("anisotropic_axis_interpolation", "one of", "linear", "",
+              "along axes coarser than anisotropy_threshold x the finest (nnU-Net)", ANISOTROPIC_AXIS_INTERPOLATIONS),
+        Param("anisotropy_threshold", "number", 3.0, "ratio", "an axis this many times coarser than the finest is anisotropic"),
+        Param("fill_value", "number", None, "image units", "outside the image on a reference grid (default: the image minimum)"),
+    )
     geometric = True
 
     spacing: tuple[float, float, float] | None = None
@@ -95,7 +106,7 @@ class Resample(Step):
 
     @classmethod
     def from_params(cls, params: dict[str, Any], where: str) -> Resample:
-        p = Params(params, where)
+        p = cls.read(params, where)
         given = [k for k in ("spacing", "shape", "reference") if p.has(k)]
         if not given:
             import difflib
@@ -107,11 +118,11 @@ class Resample(Step):
         if len(given) != 1:
             what = "none" if not given else " and ".join(f"'{g}'" for g in given)
             raise RecipeError(f"{where}: give exactly one of 'spacing', 'shape' or 'reference' (got {what})")
-        spacing = p.numbers("spacing", 3, None, positive=True)
-        shape = p.raw("shape", None)
+        spacing = p.numbers("spacing", 3, positive=True)
+        shape = p.raw("shape")
         if shape is not None:
             shape = parse_shape(shape, where)
-        reference = p.raw("reference", None)
+        reference = p.raw("reference")
         if reference is not None:
             if isinstance(reference, dict):
                 try:
@@ -124,13 +135,11 @@ class Resample(Step):
             spacing=spacing,
             shape=shape,
             reference=reference,
-            interpolation=p.choice("interpolation", IMAGE_INTERPOLATIONS, "linear"),
-            label_interpolation=p.choice("label_interpolation", LABEL_INTERPOLATIONS, "nearest"),
-            anisotropic_axis_interpolation=p.choice(
-                "anisotropic_axis_interpolation", ANISOTROPIC_AXIS_INTERPOLATIONS, "linear"
-            ),
-            anisotropy_threshold=p.number("anisotropy_threshold", 3.0, minimum=1.0),
-            fill_value=p.number("fill_value", None),
+            interpolation=p.choice("interpolation"),
+            label_interpolation=p.choice("label_interpolation"),
+            anisotropic_axis_interpolation=p.choice("anisotropic_axis_interpolation"),
+            anisotropy_threshold=p.number("anisotropy_threshold", minimum=1.0),
+            fill_value=p.number("fill_value"),
         )
         p.finish()
         return step

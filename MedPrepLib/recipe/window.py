@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import RecipeError
-from .base import Params, Step, param_error, register
+from .base import REQUIRED, Param, Params, Step, param_error, register
 from .intensity import as_float32, blockwise, check_finite, output_array, scratch_buffer
 
 PRESETS: dict[str, tuple[float, float]] = {
@@ -67,6 +67,16 @@ class Window(Step):
     """
 
     op = "window"
+    parameters = (
+        Param("preset", "preset name, or a list of them", None, "", "a CT window preset (below); a list stacks them as channels"),
+        Param("level", "number", None, "HU", "window centre, with 'width'"),
+        Param("width", "number", None, "HU", "window width (> 0), with 'level'"),
+        Param("from_series", "true/false", None, "", "the series' own WindowCenter / WindowWidth"),
+        Param("window_index", "integer", 0, "", "with 'from_series': which of the series' windows"),
+        Param("presets", "list of presets or {level, width}", None, "", "several windows stacked as channels (z, y, x, c)"),
+        Param("windows", "list of presets or {level, width}", None, "", "the same as 'presets'"),
+        Param("output", "one of", "float32", "", "[0, 1] float32 or [0, 255] uint8", ("float32", "uint8")),
+    )
     windows: tuple = ()  # tuple of dicts {"preset"?, "level", "width"}; empty with from_series
     from_series: bool = False
     window_index: int = 0
@@ -75,7 +85,7 @@ class Window(Step):
 
     @classmethod
     def from_params(cls, params, where):
-        p = Params(params, where)
+        p = cls.read(params, where)
         given = [k for k in ("preset", "level", "from_series", "presets", "windows") if p.has(k)]
         if p.has("width") and "level" not in given:
             raise param_error(where, "level", "is required with 'width'")
@@ -91,12 +101,12 @@ class Window(Step):
         if kind == "preset":
             windows = (_parse_window(p.raw("preset"), where, "preset"),)
         elif kind == "level":
-            windows = ({"level": p.number("level"), "width": p.number("width", positive=True)},)
+            windows = ({"level": p.number("level"), "width": p.number("width", REQUIRED, positive=True)},)
         elif kind == "from_series":
-            from_series = p.boolean("from_series")
+            from_series = p.boolean("from_series", REQUIRED)
             if not from_series:
                 raise param_error(where, "from_series", "must be true when given")
-            window_index = p.integer("window_index", 0, minimum=0)
+            window_index = p.integer("window_index", minimum=0)
             windows = ()
         else:
             name = "preset" if kind == "preset_list" else kind
@@ -105,7 +115,7 @@ class Window(Step):
                 raise param_error(where, name, "must be a non-empty list")
             windows = tuple(_parse_window(v, where, name) for v in items)
             stacked = True
-        output = p.choice("output", ("float32", "uint8"), "float32")
+        output = p.choice("output")
         p.finish()
         return cls(windows=windows, from_series=from_series, window_index=window_index, output=output, stacked=stacked)
 
