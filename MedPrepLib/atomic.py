@@ -165,17 +165,20 @@ CHUNK_BYTES = 4 << 20
 """Bytes written per call: small enough that Ctrl-C or SIGTERM is honoured within a fraction of a second."""
 
 
-def write_chunks(f, data, target: str | os.PathLike, *, compressor=None) -> int:
+def write_chunks(f, data, target: str | os.PathLike, *, compressor=None, progress=None) -> int:
     """Write ``data`` (bytes-like) to the open binary file ``f`` in :data:`CHUNK_BYTES` pieces,
     through ``compressor`` (a ``zlib`` compress object) when given; returns the bytes written.
 
     OS errors become :class:`OutputError` naming ``target``. A signal handler that raises
-    (KeyboardInterrupt, the CLI's termination handler) interrupts between two pieces.
+    (KeyboardInterrupt, the CLI's termination handler) interrupts between two pieces, and so
+    does ``progress`` (a :class:`~MedPrepLib.progress.Progress`) asking to cancel.
     """
     view = memoryview(data).cast("B")
     written = 0
     try:
         for start in range(0, len(view), CHUNK_BYTES):
+            if progress is not None:
+                progress.update(f"writing {os.path.basename(os.fspath(target))}", start / max(len(view), 1))
             piece = view[start : start + CHUNK_BYTES]
             if compressor is not None:
                 piece = compressor.compress(piece)

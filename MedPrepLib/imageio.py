@@ -187,6 +187,7 @@ def write_image(
     *,
     overwrite: bool = False,
     compress: bool | None = None,
+    progress=None,
 ) -> Path:
     """Write ``volume`` to ``path`` atomically; returns the path.
 
@@ -204,4 +205,6 @@ def write_image(
     if compress is None:
         compress = suffix != ".nii"
     time_spacing = float(volume.metadata.get("time_spacing") or 1.0)
-    return write_volume_file(volume, path, suffix, compress=bool(compress), time_spacing=time_spacing)
+    return write_volume_file(
+        volume, path, suffix, compress=bool(compress), time_spacing=time_spacing, progress=progress
+    )

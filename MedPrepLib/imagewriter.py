@@ -98,12 +98,17 @@ def write_volume_file(
     *,
     compress: bool,
     time_spacing: float = 1.0,
+    progress=None,
 ) -> Path:
     """Write ``volume`` to ``path`` (format ``suffix``), staged and renamed; see the module doc.
 
     ``time_spacing`` is the 4th NIfTI pixdim of a (z, y, x, t) volume (seconds or any unit the
-    source had; 1.0 when unknown).
+    source had; 1.0 when unknown). ``progress`` (callback or Progress) hears of every chunk and
+    may cancel between two.
     """
+    from .progress import as_progress
+
+    prog = as_progress(progress)
     path = Path(path)
     data, spacing, origin, direction, vector, sizes = _layout(volume, suffix, time_spacing)
     tiny = _sitk_header_image(data, spacing, origin, direction, vector)
@@ -119,7 +124,7 @@ def write_volume_file(
             vox_offset = int(struct.unpack("<f", head[108:112])[0])
             header = bytearray(head[:vox_offset])
             struct.pack_into(f"<{len(sizes)}h", header, 42, *sizes)
-            staged.append(_stream(tmp / path.name, [bytes(header)], data, path, gzip="all" if suffix == ".nii.gz" else "", level=level))
+            staged.append(_stream(tmp / path.name, [bytes(header)], data, path, gzip="all" if suffix == ".nii.gz" else "", level=level, progress=prog))
         elif suffix in (".nrrd", ".nhdr"):
             size_text = " ".join(map(str, ((data.shape[-1],) if vector else ()) + sizes)).encode()
             if suffix == ".nrrd":
@@ -130,12 +135,13 @@ def write_volume_file(
             if compress:
                 header = _replace_line(header, b"encoding: ", b"gzip")
             if suffix == ".nrrd":
-                staged.append(_stream(tmp / path.name, [header], data, path, gzip="data" if compress else "", level=level))
+                gz = "data" if compress else ""
+                staged.append(_stream(tmp / path.name, [header], data, path, gzip=gz, level=level, progress=prog))
             else:
                 data_name = path.name[: -len(suffix)] + (".raw.gz" if compress else ".raw")
                 header = _replace_line(header, b"data file: ", data_name.encode())
                 gz = "all" if compress else ""
-                staged.append(_stream(tmp / data_name, [], data, path.with_name(data_name), gzip=gz, level=level))
+                staged.append(_stream(tmp / data_name, [], data, path.with_name(data_name), gzip=gz, level=level, progress=prog))
                 staged.append(_stream(tmp / path.name, [header], None, path))
         elif suffix in (".mha", ".mhd"):
             size_text = " ".join(map(str, sizes)).encode()
@@ -149,26 +155,37 @@ def write_volume_file(
             if compress:
                 compressor = zlib.compressobj(level, zlib.DEFLATED, 15)
                 view = memoryview(data).cast("B")
-                chunks = [compressor.compress(view[i : i + (4 << 20)]) for i in range(0, len(view), 4 << 20)]
+                chunks = []
+                for i in range(0, len(view), 4 << 20):
+                    prog.update(f"compressing {path.name}", i / max(len(view), 1))
+                    chunks.append(compressor.compress(view[i : i + (4 << 20)]))
                 chunks.append(compressor.flush())
                 n = sum(len(c) for c in chunks)
                 header = _replace_line(header, b"CompressedData = ", b"True\nCompressedDataSize = " + str(n).encode())
             payload = None if compress else data
             if suffix == ".mha":
-                staged.append(_stream(tmp / path.name, [header, *(chunks or [])], payload, path))
+                staged.append(_stream(tmp / path.name, [header, *(chunks or [])], payload, path, progress=prog))
             else:
                 data_name = path.name[: -len(suffix)] + (".zraw" if compress else ".raw")
                 header = _replace_line(header, b"ElementDataFile = ", data_name.encode())
-                staged.append(_stream(tmp / data_name, chunks or [], payload, path.with_name(data_name)))
+                staged.append(_stream(tmp / data_name, chunks or [], payload, path.with_name(data_name), progress=prog))
                 staged.append(_stream(tmp / path.name, [header], None, path))
         else:  # pragma: no cover - imageio checks the suffix first
             raise InputError(f"cannot write format '{suffix}'", path=path)
         publish(staged, path.parent)
+    prog.update(f"writing {path.name}", 1.0)
     return path
 
 
 def _stream(
-    staged: Path, heads: list[bytes], data: np.ndarray | None, target: Path, *, gzip: str = "", level: int = 1
+    staged: Path,
+    heads: list[bytes],
+    data: np.ndarray | None,
+    target: Path,
+    *,
+    gzip: str = "",
+    level: int = 1,
+    progress=None,
 ) -> Path:
     """Write ``heads`` then ``data`` to ``staged``; OS errors name ``target``.
 
@@ -181,7 +198,7 @@ def _stream(
             for head in heads:
                 write_chunks(f, compressor.compress(head) if gzip == "all" else head, target)
             if data is not None:
-                write_chunks(f, data, target, compressor=compressor)
+                write_chunks(f, data, target, compressor=compressor, progress=progress)
             elif compressor is not None:
                 write_chunks(f, compressor.flush(), target)
     except OSError as exc:

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from ..atomic import check_writable
 from ..errors import InputError
+from ..progress import as_progress
 
 OUTPUT_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".mha")
 
@@ -80,9 +81,10 @@ def run(args) -> int:
     check_writable(output, overwrite=args.overwrite)
     if not os.path.exists(args.input):
         raise InputError("no such file or folder", path=args.input)
+    progress = as_progress(args.progress)
     with _held_log() as held:
-        volume = load_path(args.input, args.series, geometry_policy=args.geometry_policy, progress=args.progress)
-        write_image(volume, output, overwrite=args.overwrite)
+        volume = load_path(args.input, args.series, geometry_policy=args.geometry_policy, progress=progress.sub(0, 0.6))
+        write_image(volume, output, overwrite=args.overwrite, progress=progress.sub(0.6, 1.0))
     for record in held:
         logging.getLogger(record.name).handle(record)
     g = volume.geometry

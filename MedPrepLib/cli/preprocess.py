@@ -95,9 +95,9 @@ def run(args) -> int:
             raise InputError(exc.message, path=args.label, hint=exc.hint) from None
 
     result = run_recipe(recipe, image, label, statistics=statistics, seed=args.seed, progress=progress.sub(0.3, 0.9))
-    write_image(result.image, outputs[0], overwrite=args.overwrite)
+    write_image(result.image, outputs[0], overwrite=args.overwrite, progress=progress.sub(0.9, 0.98))
     if args.label_output:
-        write_image(result.label, outputs[2], overwrite=args.overwrite)
+        write_image(result.label, outputs[2], overwrite=args.overwrite, progress=progress.sub(0.98, 1.0))
     write_json(result.provenance, outputs[1], overwrite=args.overwrite)
     shape = " x ".join(map(str, result.image.geometry.size))
     channels = f" x {result.image.n_channels} channels" if result.image.n_channels > 1 else ""

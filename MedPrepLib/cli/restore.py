@@ -8,16 +8,15 @@ overwritten without ``--overwrite``.
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
+
+import numpy as np
 
 from ..atomic import refuse_overwriting_inputs
 from ..errors import RecipeError
 from ..imageio import check_image_output, read_image, write_image
 from ..jsonfiles import read_json
 from ..recipe.invert import check_provenance, restore_label
-
-log = logging.getLogger(__name__)
 
 
 def add_parser(sub) -> None:
@@ -38,6 +37,19 @@ def read_provenance(path: str | Path) -> dict:
     return read_json(path, what="provenance file")
 
 
+def _label_summary(array: np.ndarray) -> str:
+    """", labels 1, 2" for an integer label map (", no label voxels" when empty), else ""."""
+    if array.dtype.kind not in "iub" or array.size == 0:
+        return ""
+    flat = array.ravel()
+    lo, hi = int(flat.min()), int(flat.max())
+    if lo >= 0 and hi < 1 << 16:
+        values = [int(v) for v in np.flatnonzero(np.bincount(flat.astype(np.int64, copy=False), minlength=1)) if v]
+    else:
+        values = [int(v) for v in np.unique(flat) if v != 0]
+    return f", labels {', '.join(map(str, values))}" if values else ", no label voxels"
+
+
 def run(args) -> int:
     output = Path(args.output)
     refuse_overwriting_inputs([output], [Path(args.pred), Path(args.provenance)])
@@ -56,5 +68,10 @@ def run(args) -> int:
             exc.message, path=args.provenance if about_provenance else exc.path or args.pred, hint=exc.hint
         ) from None
     write_image(restored, output, overwrite=args.overwrite)
-    log.info("wrote %s", output)
+    g = restored.geometry
+    labels = _label_summary(restored.array)
+    print(
+        f"wrote {output} ({' x '.join(map(str, g.size))}, spacing {', '.join(f'{s:.4g}' for s in g.spacing)} mm, "
+        f"{restored.dtype}{labels}): the original image's grid"
+    )
     return 0

@@ -86,7 +86,14 @@ class Recipe:
             raise RecipeError(f"a recipe must be a JSON object, got {type(d).__name__}", path=path)
         if "version" not in d:
             raise RecipeError("the recipe has no 'version'", path=path, hint='add "version": 1')
-        if d["version"] != SCHEMA_VERSION or isinstance(d["version"], bool):
+        version = d["version"]
+        if isinstance(version, bool) or not isinstance(version, (int, float)):
+            raise RecipeError(
+                f"'version' must be the number {SCHEMA_VERSION}, got {json.dumps(version)}",
+                path=path,
+                hint=f'write "version": {SCHEMA_VERSION} (a number, not a string)',
+            )
+        if version != SCHEMA_VERSION:
             raise RecipeError(
                 f"recipe version {d['version']!r} is not supported (this MedPrep reads version {SCHEMA_VERSION})",
                 path=path,
