@@ -261,7 +261,9 @@ def test_rescale_missing_in_some_slices_is_applied_per_slice_and_warned(tmp_path
     volume = load_path(tmp_path)
     for k in range(3):
         np.testing.assert_array_equal(volume.array[k], expected_stored(k, ROWS, COLS) - (0 if k == 1 else 1024))
-    assert any("RescaleSlope missing in 1 of 3 slices (1.dcm)" in w for w in volume.metadata["warnings"])
+    assert any(
+        "RescaleSlope missing in 1 of 3 slices (slice 2 of 3 (instance 1);" in w for w in volume.metadata["warnings"]
+    )
 
 
 # ------------------------------------------------------------------------------ enhanced multi-frame
@@ -368,8 +370,9 @@ def test_enhanced_frame_without_plane_position_is_refused_naming_the_frame(tmp_p
     frames = _frames(5)
     frames[2] = {**frames[2], "position": None}
     path = write_enhanced_frames(tmp_path / "m.dcm", frames)
-    with pytest.raises(GeometryError, match=r"ImagePositionPatient missing in 1 of 5 slice\(s\): m\.dcm \(frame 3\)"):
+    with pytest.raises(GeometryError, match=r"ImagePositionPatient missing in 1 of 5 slice\(s\): frame 3") as exc:
         load_path(path)
+    assert exc.value.detail == "frame 3: m.dcm"
     frames = [{**f, "orientation": None} for f in _frames(3)]
     with pytest.raises(GeometryError, match="ImageOrientationPatient missing in 3 of 3"):
         load_path(write_enhanced_frames(tmp_path / "o.dcm", frames))
@@ -586,8 +589,9 @@ def test_same_position_with_different_values_is_refused(tmp_path, change):
         pixel_spacing=PIXEL_SPACING,
         rescale=(1.0, -1000.0 if change == "rescale" else -1024.0),
     )
-    with pytest.raises(DicomError, match=r"same position .*a2\.dcm, other\.dcm"):
+    with pytest.raises(DicomError, match=r"same position .*slice 3 of 4") as exc:
         load_path(tmp_path)
+    assert exc.value.detail == "a2.dcm, other.dcm"
 
 
 # ------------------------------------------------------------------------------ encodings
@@ -799,11 +803,14 @@ def test_real_enhanced_with_frames_shuffled(corpus, tmp_path):
 
 def test_real_tilted_ct_with_missing_slices(corpus, tmp_path):
     files = _corpus_files(corpus, "ct_philips_ingenuity_tilt_neg18")
+    import pydicom
+
     full = load_files(files, regularize=False)
     kept = [k for k in range(full.array.shape[0]) if k not in (20, 21)]
+    by_uid = {str(pydicom.dcmread(str(p), stop_before_pixels=True, force=True).get("SOPInstanceUID")): p for p in files}
     for name_no, k in enumerate(reversed(kept)):  # names in reverse slice order
-        source = full.metadata["provenance"]["source_instances"][k]["file"]
-        shutil.copy(next(p for p in files if p.name == source), tmp_path / f"{name_no:03d}.dcm")
+        source = by_uid[full.metadata["provenance"]["source_instances"][k]["sop_instance_uid"]]
+        shutil.copy(source, tmp_path / f"{name_no:03d}.dcm")
     raw = load_files(sorted(tmp_path.iterdir()), regularize=False)
     expected_positions = np.asarray(full.metadata["slice_positions"])[kept]
     assert np.abs(np.asarray(raw.metadata["slice_positions"]) - expected_positions).max() < 1e-3
@@ -820,7 +827,7 @@ def test_real_tilted_ct_with_missing_slices(corpus, tmp_path):
 
 # ------------------------------------------------------------------------------ 4D with a resent slice
 @pytest.mark.parametrize("key", ["TemporalPositionIdentifier", "AcquisitionNumber"])
-def test_4d_series_with_a_slice_sent_twice(tmp_path, key):
+def test_4d_series_with_a_slice_sent_twice(tmp_path, key, caplog):
     uid = new_uid()
     for t in range(2):
         for z in range(4):
@@ -843,13 +850,16 @@ def test_4d_series_with_a_slice_sent_twice(tmp_path, key):
     )
     (stack,) = scan(tmp_path, cache=False).stacks
     assert stack.n_timepoints == 2
-    volume = load_path(tmp_path)
+    with caplog.at_level("DEBUG", logger="MedPrepLib.dicom.load"):
+        volume = load_path(tmp_path)
     for t in range(2):
         truth = [(np.array([0.0, 0.0, 3.0 * z]), expected_stored(z + 10 * t, ROWS, COLS)) for z in range(4)]
         _assert_slices_on_grid(volume, truth, t=t)
     dropped = [w for w in volume.metadata["warnings"] if w.startswith("dropped exact duplicate slice")]
-    assert len(dropped) == 1 and "resent.dcm" in dropped[0] and "t1z2.dcm" in dropped[0]
-    # the same slice sent again with other pixels: refused, naming the time point and both files
+    assert len(dropped) == 1 and "slice 3 of 4" in dropped[0] and ".dcm" not in dropped[0]
+    debug = [r.getMessage() for r in caplog.records if r.levelname == "DEBUG" and "dropped duplicate" in r.getMessage()]
+    assert len(debug) == 1 and "resent.dcm" in debug[0] and "t1z2.dcm" in debug[0]  # file names: DEBUG only
+    # the same slice sent again with other pixels: refused, naming the time point (files: detail)
     write_slice(
         resent,
         expected_stored(77, ROWS, COLS),
@@ -858,8 +868,9 @@ def test_4d_series_with_a_slice_sent_twice(tmp_path, key):
         pixel_spacing=PIXEL_SPACING,
         **{key: 2},
     )
-    with pytest.raises(DicomError, match=r"6\.000 mm along the normal\) and \w+ 2 .*resent\.dcm, t1z2\.dcm"):
+    with pytest.raises(DicomError, match=r"6\.000 mm along the normal\) and \w+ 2 .*slice 3 of 4") as exc:
         load_path(tmp_path)
+    assert exc.value.detail == "resent.dcm, t1z2.dcm"
 
 
 # ------------------------------------------------------------------------------ HTJ2K

@@ -311,20 +311,19 @@ def group_stacks(headers: list[FileHeader]) -> tuple[list[Stack], list[Skipped]]
     main stack has at least 3 slices is skipped as a localizer.
     """
     skipped: list[Skipped] = []
-    seen: dict[str, str] = {}
+    seen: dict[str, FileHeader] = {}
     unique: list[FileHeader] = []
     for h in sorted(headers, key=lambda h: h.path):
         if h.sop_instance_uid and h.sop_instance_uid in seen:
+            # Only this file's own path is named: the kept one by what it holds, not its name.
+            kept = seen[h.sop_instance_uid]
+            which = f" (instance {kept.instance_number})" if kept.instance_number is not None else ""
             skipped.append(
-                Skipped(
-                    h.path,
-                    "duplicate_sop_instance",
-                    f"same SOPInstanceUID as {os.path.basename(seen[h.sop_instance_uid])}",
-                )
+                Skipped(h.path, "duplicate_sop_instance", f"same SOPInstanceUID as another file{which}, which is kept")
             )
             continue
         if h.sop_instance_uid:
-            seen[h.sop_instance_uid] = h.path
+            seen[h.sop_instance_uid] = h
         unique.append(h)
 
     by_series: dict[str, list[FileHeader]] = defaultdict(list)

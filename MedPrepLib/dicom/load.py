@@ -14,10 +14,17 @@ grid with a warning naming the numbers; ``"reject"`` raises :class:`GeometryErro
 ``metadata["affine_lps"]`` and per-slice positions in ``metadata["slice_positions"]``.
 
 4D stacks become (z, y, x, t) volumes, time points last.
+
+File and folder names often carry patient names, so nothing this module returns or writes
+names a file: warnings, error messages and provenance speak of "slice 17 of 54 (instance 18)"
+(the index in the sorted stack, 1-based, and the InstanceNumber; "frame N" inside a
+multi-frame object). The file names go to DEBUG log records and to an error's ``detail``,
+which the command line shows only with ``--verbose``.
 """
 
 from __future__ import annotations
 
+import copy
 import logging
 import os
 from collections import defaultdict
@@ -26,7 +33,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..errors import DicomError, GeometryError, InputError, SeriesSelectionError, UnsupportedDicomError
+from ..errors import (
+    DicomError,
+    GeometryError,
+    InputError,
+    MedPrepError,
+    SeriesSelectionError,
+    UnsupportedDicomError,
+)
 from ..geometry import Geometry
 from ..progress import ProgressCallback, as_progress
 from ..volume import Volume
@@ -48,18 +62,56 @@ class _Slice:
     position: np.ndarray
     distance: float
     t_value: float | None
+    label: str = ""  # "slice 17 of 54 (instance 18)", set once the stack is sorted
+
+    @property
+    def file(self) -> str:
+        """The file name (for DEBUG records and error details only, never for messages)."""
+        name = os.path.basename(self.header.path)
+        return f"{name} frame {self.frame.frame_index + 1}" if _is_multiframe(self.header) else name
+
+
+def _is_multiframe(h: FileHeader) -> bool:
+    return h.is_multiframe and not h.is_mosaic
+
+
+def _identity(h: FileHeader, f: FrameGeometry | None) -> str:
+    """What tells a slice apart without its file name: "instance 18", "frame 3", "instance 2, tile 5"."""
+    if _is_multiframe(h) and f is not None:
+        return f"frame {f.frame_index + 1}"
+    parts = [] if h.instance_number is None else [f"instance {h.instance_number}"]
+    if h.is_mosaic and f is not None:
+        parts.append(f"tile {f.frame_index + 1}")
+    return ", ".join(parts)
+
+
+def _unsorted_label(h: FileHeader, f: FrameGeometry | None) -> str:
+    """A slice that cannot be placed in the sorted stack (its geometry is missing)."""
+    return _identity(h, f) or "a slice without InstanceNumber"
+
+
+def _labels(slices: Sequence[_Slice], limit: int = 4) -> str:
+    labels = [s.label or _unsorted_label(s.header, s.frame) for s in slices]
+    if len(labels) > limit:
+        return ", ".join(labels[:limit]) + f" and {len(labels) - limit} more"
+    return ", ".join(labels)
+
+
+def _files(slices: Sequence[_Slice]) -> str:
+    """``detail`` of an error: which file each named slice is in (shown only with --verbose)."""
+    return "; ".join(f"{s.label or _unsorted_label(s.header, s.frame)}: {s.file}" for s in slices)
+
+
+def _log_files(stack_id: str, text: str, slices: Sequence[_Slice]) -> None:
+    """A DEBUG record naming the files of the slices a warning speaks of."""
+    named = [s for s in slices if s.label and s.label in text]
+    if named:
+        log.debug("%s: files of the slices named in %r: %s", stack_id, text[:60], _files(named))
 
 
 def _check_policy(policy: str) -> None:
     if policy not in GEOMETRY_POLICIES:
         raise ValueError(f"geometry_policy must be one of {GEOMETRY_POLICIES}, got {policy!r}")
-
-
-def _names(paths: Sequence[str], limit: int = 4) -> str:
-    names = [os.path.basename(p) for p in paths]
-    if len(names) > limit:
-        return ", ".join(names[:limit]) + f" and {len(names) - limit} more"
-    return ", ".join(names)
 
 
 def _collect(stack: Stack) -> list[_Slice]:
@@ -70,9 +122,10 @@ def _collect(stack: Stack) -> list[_Slice]:
         if ref.header.is_mosaic:
             if not ref.header.frames:
                 raise GeometryError(
-                    "Siemens mosaic without usable tile geometry (NumberOfImagesInMosaic, position, "
-                    "orientation or slice spacing missing); refusing to return the tile image as a volume",
-                    path=ref.header.path,
+                    f"Siemens mosaic ({_unsorted_label(ref.header, None)}) without usable tile geometry "
+                    "(NumberOfImagesInMosaic, position, orientation or slice spacing missing); "
+                    "refusing to return the tile image as a volume",
+                    detail=os.path.basename(ref.header.path),
                 )
             entries.extend((ref.header, f, t) for f in ref.header.frames)
         else:
@@ -84,31 +137,32 @@ def _collect(stack: Stack) -> list[_Slice]:
             what.append("ImagePositionPatient")
         if any(f is None or f.orientation is None for _, f in missing):
             what.append("ImageOrientationPatient")
-        labels = [
-            f"{h.path} (frame {f.frame_index + 1})" if h.is_multiframe and f is not None else h.path
-            for h, f in missing
-        ]
+        labels = [_unsorted_label(h, f) for h, f in missing]
+        shown = ", ".join(labels[:4]) + (f" and {len(labels) - 4} more" if len(labels) > 4 else "")
         raise GeometryError(
-            f"{' and '.join(what)} missing in {len(missing)} of {len(entries)} slice(s): {_names(labels)}",
-            path=os.path.dirname(missing[0][0].path),
+            f"{' and '.join(what)} missing in {len(missing)} of {len(entries)} slice(s): {shown}",
             hint="the slices cannot be placed in space; MedPrep never assumes an identity geometry",
+            detail="; ".join(f"{label}: {os.path.basename(h.path)}" for label, (h, _) in zip(labels, missing)),
         )
     first = np.asarray(entries[0][1].orientation)
     normal = np.cross(first[:3], first[3:])
     norm = np.linalg.norm(normal)
     if norm < 0.5:
         raise GeometryError(
-            f"ImageOrientationPatient {tuple(first)} has non-orthogonal row and column directions",
-            path=entries[0][0].path,
+            f"ImageOrientationPatient {tuple(first)} of {_unsorted_label(entries[0][0], entries[0][1])} "
+            "has non-orthogonal row and column directions",
+            detail=os.path.basename(entries[0][0].path),
         )
     normal /= norm
     out = []
     tolerance = 2 * ORIENTATION_TOL  # grouping clusters within ORIENTATION_TOL of a representative
     for h, f, t in entries:
         if np.max(np.abs(np.asarray(f.orientation) - first)) > tolerance:
+            h0, f0 = entries[0][0], entries[0][1]
             raise GeometryError(
-                f"slices of one stack have different orientations ({_names([entries[0][0].path, h.path])})",
-                path=h.path,
+                "slices of one stack have different orientations "
+                f"({_unsorted_label(h0, f0)} and {_unsorted_label(h, f)})",
+                detail=f"{os.path.basename(h0.path)}, {os.path.basename(h.path)}",
             )
         p = np.asarray(f.position, dtype=np.float64)
         out.append(_Slice(h, f, p, float(p @ normal), t))
@@ -119,9 +173,8 @@ def _spacing(slices: list[_Slice]) -> tuple[float, float]:
     """(row spacing, column spacing) in mm, DICOM order; equal across slices."""
     values = {s.frame.pixel_spacing for s in slices}
     if None in values:
-        raise GeometryError(
-            "PixelSpacing missing", path=next(s.header.path for s in slices if s.frame.pixel_spacing is None)
-        )
+        without = [s for s in slices if s.frame.pixel_spacing is None]
+        raise GeometryError(f"PixelSpacing missing in {len(without)} of {len(slices)} slices", detail=_files(without))
     first = slices[0].frame.pixel_spacing
     for v in values:
         if max(abs(v[0] - first[0]), abs(v[1] - first[1])) > 1e-4:
@@ -138,13 +191,17 @@ def _order(slices: list[_Slice], n_t: int) -> list[list[_Slice]]:
             groups[-1].append(s)
         else:
             groups.append([s])
+    for k, g in enumerate(groups):
+        for s in g:
+            who = _identity(s.header, s.frame)
+            s.label = f"slice {k + 1} of {len(groups)}" + (f" ({who})" if who else "")
     if n_t > 1:
         bad = [g for g in groups if len({s.t_value for s in g}) != n_t]
         if bad:
             raise GeometryError(
                 f"4D stack incomplete: {len(bad)} of {len(groups)} slice positions do not have {n_t} time points "
-                f"(e.g. {_names([s.header.path for s in bad[0]])})",
-                path=os.path.dirname(bad[0][0].header.path),
+                f"(e.g. {_labels(bad[0])})",
+                detail=_files(bad[0]),
             )
         for g in groups:
             g.sort(key=lambda s: (s.t_value, s.header.path))
@@ -159,8 +216,10 @@ def _lut_params(s: _Slice) -> tuple[float, float]:
 
 def _read_pixels(slots: list[_Slice], shape: tuple[int, int], progress) -> np.ndarray:
     """Stored values of every slot into one preallocated (slots, rows, cols) buffer."""
-    dtypes = {stored_dtype(s.header) for s in slots}
-    dtype = np.result_type(*dtypes)
+    try:
+        dtype = np.result_type(*{stored_dtype(s.header) for s in slots})
+    except MedPrepError as exc:
+        raise _in_slice_terms(exc, [s for s in slots if s.header.path == exc.path] or slots[:1]) from exc
     buf = np.empty((len(slots), *shape), dtype=dtype)
     per_file: dict[str, list[tuple[int, int]]] = defaultdict(list)
     headers: dict[str, FileHeader] = {}
@@ -170,23 +229,42 @@ def _read_pixels(slots: list[_Slice], shape: tuple[int, int], progress) -> np.nd
     n = len(per_file)
     for done, (path, items) in enumerate(per_file.items()):
         h = headers[path]
-        if tile_shape(h) != shape:
-            raise DicomError(f"slice size {tile_shape(h)} differs from the stack's {shape}", path=path)
         slots_, frames = [i for i, _ in items], [f for _, f in items]
-        contiguous = slots_ == list(range(slots_[0], slots_[0] + len(slots_)))
-        if contiguous and stored_dtype(h) == dtype:
-            read_frames_into(h, frames, buf[slots_[0] : slots_[0] + len(slots_)])
-        else:
-            tmp = np.empty((len(frames), *shape), dtype=stored_dtype(h))
-            read_frames_into(h, frames, tmp)
-            buf[slots_] = tmp
+        try:
+            if tile_shape(h) != shape:
+                raise DicomError(f"slice size {tile_shape(h)} differs from the stack's {shape}", path=path)
+            contiguous = slots_ == list(range(slots_[0], slots_[0] + len(slots_)))
+            if contiguous and stored_dtype(h) == dtype:
+                read_frames_into(h, frames, buf[slots_[0] : slots_[0] + len(slots_)])
+            else:
+                tmp = np.empty((len(frames), *shape), dtype=stored_dtype(h))
+                read_frames_into(h, frames, tmp)
+                buf[slots_] = tmp
+        except MedPrepError as exc:
+            raise _in_slice_terms(exc, [slots[i] for i in slots_]) from exc
         if progress is not None and (done % 16 == 0 or done == n - 1):
             progress.update("reading pixels", (done + 1) / n)
     return buf
 
 
+def _in_slice_terms(exc: MedPrepError, slices: Sequence[_Slice]) -> MedPrepError:
+    """The same error about slices of the stack instead of a file: the file moves to ``detail``.
+
+    ``path`` is cleared; :func:`load_stack` sets it to where the user pointed.
+    """
+    # Mosaic tiles of one file: name the file's instance once, not every tile
+    who = _identity(slices[0].header, None) if slices[0].header.is_mosaic else _labels(slices, limit=2)
+    new = copy.copy(exc)
+    new.message = f"{who or 'a slice'}: {exc.message}"
+    new.path = None
+    name = os.path.basename(exc.path) if exc.path else slices[0].file
+    new.detail = f"{who}: {name}" + (f"; {exc.detail}" if exc.detail else "")
+    new.args = (str(new),)
+    return new
+
+
 def _drop_duplicates(
-    groups: list[list[_Slice]], buf: np.ndarray, warnings: list[str], temporal_key: str | None = None
+    groups: list[list[_Slice]], buf: np.ndarray, warnings: list[str], temporal_key: str | None, stack_id: str
 ) -> tuple[list[_Slice], np.ndarray]:
     """Units (one position, and one time point in 4D) holding several slices, ``buf`` holding
     their pixels in the same order: equal pixels -> keep one; else refuse."""
@@ -202,18 +280,21 @@ def _drop_duplicates(
                 where = f"same position ({g[0].distance:.3f} mm along the normal)"
                 why = "no echo or temporal key tells them apart"
                 if temporal_key is not None:
-                    where = f"same position ({g[0].distance:.3f} mm along the normal) and {temporal_key} {g[0].t_value:g}"
+                    where = (
+                        f"same position ({g[0].distance:.3f} mm along the normal) and {temporal_key} {g[0].t_value:g}"
+                    )
                     why = "so one 4D time point would hold two different images"
                 raise DicomError(
                     f"two slices at the {where} have different pixels, {why}: "
-                    f"{_names([g[0].header.path, g[j].header.path])}",
-                    path=os.path.dirname(g[0].header.path),
-                    hint="remove one of the files or load them as separate series",
+                    f"{g[0].label} and {_identity(g[j].header, g[j].frame) or 'another slice without InstanceNumber'}",
+                    hint="remove one of the files or load them as separate series; --verbose names the files",
+                    detail=f"{g[0].file}, {g[j].file}",
                 )
+            who = _identity(g[j].header, g[j].frame)
             warnings.append(
-                f"dropped exact duplicate slice {os.path.basename(g[j].header.path)} "
-                f"(same position and pixels as {os.path.basename(g[0].header.path)})"
+                f"dropped exact duplicate slice{f' ({who})' if who else ''}: same position and pixels as {g[0].label}"
             )
+            log.debug("%s: dropped duplicate %s of %s (%s)", stack_id, g[j].file, g[0].file, g[0].label)
         slot += len(g)
     if len(keep) != buf.shape[0]:
         buf = buf[keep]
@@ -231,7 +312,7 @@ def load_stack(
     geometry_policy: str = "resample",
     progress: ProgressCallback | None = None,
     regularize: bool = True,
-    relative_to: str | None = None,
+    where: str | os.PathLike | None = None,
 ) -> Volume:
     """Load one stack into a Volume (LPS, (z, y, x) or (z, y, x, t), values after Modality LUT).
 
@@ -243,11 +324,31 @@ def load_stack(
     regularize:
         ``False`` returns the raw stack whatever its geometry; ``metadata["affine_lps"]`` then
         holds its exact index-to-LPS matrix (sheared for a tilt) when the positions lie on one.
-    relative_to:
-        Folder that provenance file names are relative to (default: the files' common folder).
+    where:
+        What errors name as their ``path``: the input the user gave (default: ``"stack <id>"``).
+        A folder inside the input is never named (it is often called after the patient);
+        errors name slices, and their ``detail`` the files.
     """
     _check_policy(geometry_policy)
-    prog = as_progress(progress)
+    try:
+        return _load_stack(stack, geometry_policy, as_progress(progress), regularize)
+    except MedPrepError as exc:
+        if exc.path is not None and exc.path not in stack.paths:
+            raise
+        new = exc if exc.path is None else _in_slice_terms(exc, _slices_of_file(stack, exc.path))
+        new.path = os.fspath(where) if where is not None else f"stack {stack.id}"
+        new.args = (str(new),)
+        if new is exc:
+            raise
+        raise new from exc
+
+
+def _slices_of_file(stack: Stack, path: str) -> list[_Slice]:
+    h = next(h for h in stack.headers if h.path == path)
+    return [_Slice(h, f, np.zeros(3), 0.0, None) for f in (h.frames[:1] or [FrameGeometry(None, None, None)])]
+
+
+def _load_stack(stack: Stack, geometry_policy: str, prog, regularize: bool) -> Volume:
     slices = _collect(stack)
     row_spacing, col_spacing = _spacing(slices)
     groups = _order(slices, stack.n_timepoints)
@@ -267,7 +368,7 @@ def load_stack(
     slots = [s for u in units for s in u]
     buf = _read_pixels(slots, shape, prog.sub(0.0, 0.9))
     if any(len(u) > 1 for u in units):
-        slots, buf = _drop_duplicates(units, buf, warnings, stack.temporal_key)
+        slots, buf = _drop_duplicates(units, buf, warnings, stack.temporal_key, stack.id)
     if n_t == 1:
         groups = [[s] for s in slots]
     else:
@@ -279,7 +380,7 @@ def load_stack(
     if 0 < len(without) < len(slots):
         warnings.append(
             f"RescaleSlope missing in {len(without)} of {len(slots)} slices "
-            f"({_names([s.header.path for s in without])}): identity used there, so values may not match the others"
+            f"({_labels(without)}; identity used there, so values may not match the others)"
         )
     array = apply_modality_lut(buf, slopes, intercepts)
     del buf
@@ -288,11 +389,10 @@ def load_stack(
         array = np.ascontiguousarray(np.moveaxis(array.reshape(n_z, n_t, *shape), 1, -1))
 
     positions = np.array([g[0].position for g in groups])
-    names = [g[0].header.path for g in groups]
     array, geometry, metadata = _place(
         array,
         positions,
-        names,
+        [g[0] for g in groups],
         groups[0][0],
         (row_dir, col_dir, normal),
         (col_spacing, row_spacing),
@@ -302,7 +402,8 @@ def load_stack(
     )
     for w in warnings:
         log.warning("%s: %s", stack.id, w)
-    metadata.update(_describe(stack, slots, slopes, intercepts, array, relative_to, geometry_policy, warnings))
+        _log_files(stack.id, w, slots)
+    metadata.update(_describe(stack, slots, slopes, intercepts, array, geometry_policy, warnings))
     prog.update("loading done", 1.0)
     return Volume(array, geometry, metadata=metadata)
 
@@ -310,7 +411,7 @@ def load_stack(
 def _place(
     array: np.ndarray,
     positions: np.ndarray,
-    names: list[str],
+    slices: list[_Slice],
     first: _Slice,
     axes: tuple[np.ndarray, np.ndarray, np.ndarray],
     spacing_xy: tuple[float, float],
@@ -321,8 +422,8 @@ def _place(
 ) -> tuple[np.ndarray, Geometry, dict]:
     """The grid of a sorted stack: exact when regular, else regularized / refused / raw.
 
-    ``positions`` (n, 3) are the slices' ImagePositionPatient (LPS mm) in array order,
-    ``axes`` the row, column and normal unit vectors, ``spacing_xy`` (column, row) spacing mm.
+    ``positions`` (n, 3) are the slices' ImagePositionPatient (LPS mm) in array order, ``slices``
+    the slices there (their labels name them in messages), ``axes`` the row, column and normal unit vectors, ``spacing_xy`` (column, row) spacing mm.
     Returns the (possibly resampled) array, its Geometry and geometry metadata.
     """
     row_dir, col_dir, normal = axes
@@ -337,7 +438,7 @@ def _place(
     else:
         dz = geo.step
         if dz <= 0:
-            raise GeometryError("slices do not advance along the slice normal", path=os.path.dirname(names[0]))
+            raise GeometryError("slices do not advance along the slice normal")
     regular = n_z == 1 or geo.regular
     metadata["regular_geometry"] = bool(regular)
     if regular and n_z > 1 and geo.max_deviation > EXACT_MM:
@@ -355,27 +456,33 @@ def _place(
     origin = positions[0]
     metadata["regularized"] = False
     if not regular:
-        problem = describe_problem(geo, names)
+        problem = describe_problem(geo, [s.label for s in slices])
+        named = _files([s for s in slices if s.label in problem]) or None
         if regularize and geometry_policy == "reject":
             raise GeometryError(
                 f"irregular slice geometry: {problem}",
-                path=os.path.dirname(names[0]),
                 hint="use geometry policy 'resample' to put the data on a regular grid",
+                detail=named,
             )
         if regularize and gap_in_steps(geo) > MAX_GAP_STEPS:
             raise GeometryError(
                 f"irregular slice geometry: {problem}; the widest gap spans {gap_in_steps(geo):.1f} slice steps, "
                 f"more than the {MAX_GAP_STEPS:g} that resampling bridges without inventing anatomy",
-                path=os.path.dirname(names[0]),
                 hint="the files hold separate ranges: load each range's files separately",
+                detail=named,
             )
         if regularize:
             air = _air_value(array)
-            array, dz, (ox, oy) = resample_onto_regular_grid(array, geo, row_dir, col_dir, spacing_xy, air)
-            origin = positions[0] + ox * spacing_xy[0] * row_dir + oy * spacing_xy[1] * col_dir
+            array, dz, z0, (ox, oy) = resample_onto_regular_grid(array, geo, row_dir, col_dir, spacing_xy, air)
+            origin = positions[0] + z0 * normal + ox * spacing_xy[0] * row_dir + oy * spacing_xy[1] * col_dir
+            grid = ""
+            if geo.uneven and not geo.spacing.simple:
+                grid = ", the finest regime's step (coarser regimes interpolated)"
+                if z0 > EXACT_MM:
+                    grid += f", starting {z0:.3f} mm past the first slice to stay on it"
             warnings.append(
-                f"{problem}; resampled onto an orthogonal grid with {array.shape[0]} slices every {dz:.3f} mm "
-                f"(value {air:g} outside the acquired data)"
+                f"{problem}; resampled onto an orthogonal grid with {array.shape[0]} slices every {dz:.3f} mm"
+                f"{grid} (value {air:g} outside the acquired data)"
             )
             metadata["regularized"] = True
         else:
@@ -391,26 +498,19 @@ def _place(
     return array, geometry, metadata
 
 
-def _describe(stack, slots, slopes, intercepts, array, relative_to, policy, warnings) -> dict:
-    paths = [s.header.path for s in slots]
-    root = relative_to or os.path.commonpath([os.path.dirname(os.path.abspath(p)) for p in paths])
+def _describe(stack, slots, slopes, intercepts, array, policy, warnings) -> dict:
+    # Provenance is written next to the outputs: instances by UID (and frame), never by file name.
     instances = []
+    seen: set[int] = set()
     for s in slots:
-        item = {
-            "sop_instance_uid": s.header.sop_instance_uid,
-            "file": os.path.relpath(os.path.abspath(s.header.path), root),
-        }
-        if s.header.is_multiframe or s.header.is_mosaic:
+        if stack.kind == "mosaic":  # tiles share a file: list each mosaic once, in order
+            if id(s.header) in seen:
+                continue
+            seen.add(id(s.header))
+        item = {"sop_instance_uid": s.header.sop_instance_uid}
+        if _is_multiframe(s.header):
             item["frame"] = s.frame.frame_index
         instances.append(item)
-    # Mosaic tiles share a file: list each file once, in order
-    if stack.kind == "mosaic":
-        seen, unique = set(), []
-        for it in instances:
-            if it["file"] not in seen:
-                seen.add(it["file"])
-                unique.append({k: v for k, v in it.items() if k != "frame"})
-        instances = unique
     same = bool(np.all(slopes == slopes[0]) and np.all(intercepts == intercepts[0]))
     rescale = {
         "slope": float(slopes[0]) if same else slopes.tolist(),
@@ -456,6 +556,14 @@ def select_stack(stacks: list[Stack], skipped: list[Skipped], series: str | None
         for s in skipped:
             reasons[s.reason] += 1
         detail = ", ".join(f"{n} {r}" for r, n in sorted(reasons.items())) or "no files"
+        pile = next((s for s in skipped if s.reason == "not_a_volume"), None)
+        if pile is not None:  # say why the images are there but no volume: the reason is the news
+            raise UnsupportedDicomError(
+                pile.detail,
+                path=where,
+                hint="a 4D series needs a tag that separates its volumes: temporal position, trigger time, "
+                "acquisition number or time, diffusion b-value or direction, echo or stack id",
+            )
         raise SeriesSelectionError(f"no loadable image stack found (skipped: {detail})", path=where)
     if series is not None:
         matches = [s for s in stacks if s.id == series] or [s for s in stacks if s.series_instance_uid == series]
@@ -494,26 +602,24 @@ def load_files(
     geometry_policy: str = "resample",
     progress: ProgressCallback | None = None,
     regularize: bool = True,
-    relative_to: str | None = None,
+    where: str | None = None,
 ) -> Volume:
     """Read, group and load DICOM files; ``series`` (a stack id or SeriesInstanceUID) selects
-    one stack when they hold several (else :class:`SeriesSelectionError` lists the ids)."""
+    one stack when they hold several (else :class:`SeriesSelectionError` lists the ids).
+
+    ``where`` is what errors name as their path: the input the user gave (default: the files'
+    common path, which for one file is that file)."""
     from .scan import scan_files
 
     _check_policy(geometry_policy)
     prog = as_progress(progress)
     paths = [os.path.abspath(os.fspath(p)) for p in paths]
     result = scan_files(paths, cache=False, progress=prog.sub(0.0, 0.3))
-    where = relative_to or (os.path.commonpath(paths) if paths else ".")
+    where = where or (os.path.commonpath(paths) if paths else ".")
     stack = select_stack(result.stacks, result.skipped, series, where)
-    volume = load_stack(
-        stack,
-        geometry_policy=geometry_policy,
-        progress=prog.sub(0.3, 1.0),
-        regularize=regularize,
-        relative_to=relative_to or (where if os.path.isdir(where) else os.path.dirname(where)),
+    return load_stack(
+        stack, geometry_policy=geometry_policy, progress=prog.sub(0.3, 1.0), regularize=regularize, where=where
     )
-    return volume
 
 
 def _all_files(folder: str) -> list[str]:
@@ -545,7 +651,7 @@ def load_path(
         files = _all_files(path)
         if not files:
             raise InputError("the folder holds no files", path=path)
-        return load_files(files, series=series, geometry_policy=geometry_policy, progress=progress, relative_to=path)
+        return load_files(files, series=series, geometry_policy=geometry_policy, progress=progress, where=path)
     if not os.path.isfile(path):
         raise InputError("no such file or folder", path=path)
     if is_image_file(path):
