@@ -60,7 +60,9 @@ def _held_log():
             held.append(record)
 
     logger = logging.getLogger("MedPrepLib")
-    handler, propagate = _Hold(logging.WARNING), logger.propagate
+    # every record the logger lets through (warnings; with --verbose also the debug records that
+    # name the files inside the stack) is held, and replayed in order on success
+    handler, propagate = _Hold(logging.NOTSET), logger.propagate
     logger.addHandler(handler)
     logger.propagate = False
     try:
