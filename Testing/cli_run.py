@@ -38,6 +38,35 @@ def run_medprep(*args: str | os.PathLike, cwd=None, env=None, timeout: float = 1
     )
 
 
+def on_a_terminal(*args: str | os.PathLike, cwd=None, env=None, timeout: float = 300) -> tuple[int, str]:
+    """``medprep ARGS`` with stderr on a pseudo-terminal (where the progress bar draws); returns
+    (exit code, everything the terminal showed)."""
+    import pty
+
+    primary, secondary = pty.openpty()
+    proc = subprocess.run(
+        [sys.executable, "-m", "MedPrepLib", *map(str, args)],
+        stdout=subprocess.PIPE,
+        stderr=secondary,
+        stdin=subprocess.DEVNULL,
+        cwd=cwd,
+        env=env or cli_env(),
+        timeout=timeout,
+    )
+    os.close(secondary)
+    shown = b""
+    while True:
+        try:
+            chunk = os.read(primary, 65536)
+        except OSError:
+            break
+        if not chunk:
+            break
+        shown += chunk
+    os.close(primary)
+    return proc.returncode, shown.decode(errors="replace")
+
+
 def assert_refused(proc: subprocess.CompletedProcess, *, exit_code: int = 2, contains: str | tuple[str, ...] = ()) -> str:
     """The command failed with ``exit_code``, printed exactly one line on stderr (no traceback,
     nothing from a codec or pydicom), containing each of ``contains`` (case-insensitive).

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import io
-import os
-import pty
-import subprocess
-import sys
+
+from cli_run import on_a_terminal
 
 from MedPrepLib.cli.progressbar import ProgressBar
 
@@ -42,27 +40,8 @@ def test_bar_is_silent_off_a_terminal_and_throttled_on_one():
 
 
 def test_cli_shows_progress_on_a_terminal(tmp_path):
-    primary, secondary = pty.openpty()
-    proc = subprocess.run(
-        [sys.executable, "-m", "MedPrepLib", "demo", str(tmp_path / "demo")],
-        stdout=subprocess.PIPE,
-        stderr=secondary,
-        text=True,
-        timeout=300,
-    )
-    os.close(secondary)
-    shown = b""
-    while True:
-        try:
-            chunk = os.read(primary, 65536)
-        except OSError:
-            break
-        if not chunk:
-            break
-        shown += chunk
-    os.close(primary)
-    assert proc.returncode == 0, proc.stdout
-    text = shown.decode(errors="replace")
+    code, text = on_a_terminal("demo", tmp_path / "demo")
+    assert code == 0, text
     assert "%" in text and "[" in text  # the bar was drawn on the terminal
     assert text.endswith("\r")  # and erased at the end (blanks written over it)
 

@@ -4,45 +4,20 @@ success from restore, a clear recipe version message, a 4D NIfTI keeping its tim
 from __future__ import annotations
 
 import json
-import os
-import pty
-import subprocess
-import sys
 
 import numpy as np
 import SimpleITK as sitk
-from cli_run import cli_env
+from cli_run import on_a_terminal
 
 from MedPrepLib.cli import main
 from MedPrepLib.imageio import read_image, write_image
 from MedPrepLib.volume import Volume
 
 
-def _on_a_terminal(*args) -> tuple[int, str]:
-    """Run medprep with stderr on a pseudo-terminal; returns (exit code, what the terminal showed)."""
-    primary, secondary = pty.openpty()
-    proc = subprocess.run(
-        [sys.executable, "-m", "MedPrepLib", *map(str, args)],
-        stdout=subprocess.PIPE, stderr=secondary, stdin=subprocess.DEVNULL, env=cli_env(), timeout=300,
-    )
-    os.close(secondary)
-    shown = b""
-    while True:
-        try:
-            chunk = os.read(primary, 65536)
-        except OSError:
-            break
-        if not chunk:
-            break
-        shown += chunk
-    os.close(primary)
-    return proc.returncode, shown.decode(errors="replace")
-
-
 def test_convert_shows_its_progress_while_writing(tmp_path):
     noise = np.random.default_rng(0).integers(-1000, 2000, (60, 256, 256), dtype=np.int16)
     sitk.WriteImage(sitk.GetImageFromArray(noise), str(tmp_path / "in.nii"), False)
-    code, shown = _on_a_terminal("convert", tmp_path / "in.nii", tmp_path / "out.nii.gz")
+    code, shown = on_a_terminal("convert", tmp_path / "in.nii", tmp_path / "out.nii.gz")
     assert code == 0, shown
     fractions = {line.rsplit("]", 1)[-1].strip() for line in shown.split("\r") if "writing out.nii.gz" in line}
     assert len(fractions) >= 2, shown  # the write itself is reported as it goes, not only its end
