@@ -64,13 +64,15 @@ def enhanced_frames(ds) -> tuple[FrameGeometry, ...]:
 
     ``temporal_key`` is the TemporalPositionIndex, else the cardiac TriggerDelayTime (ms);
     ``echo_key`` the EffectiveEchoTime (ms); ``stack_key`` the StackID (a file may hold
-    several stacks, e.g. two slabs or two overlapping blocks of slices).
+    several stacks, e.g. two slabs or two overlapping blocks of slices); ``diffusion_key``
+    numbers the distinct diffusion weightings (b-value, gradient direction) in frame order.
     """
     n = int(ds.get("NumberOfFrames") or 1)
     shared_seq = ds.get("SharedFunctionalGroupsSequence")
     shared = shared_seq[0] if shared_seq else None
     per_frame_seq = ds.get("PerFrameFunctionalGroupsSequence") or []
     frames = []
+    weightings: dict[tuple, int] = {}
     for k in range(n):
         pf = per_frame_seq[k] if k < len(per_frame_seq) else None
         position = _floats(_lookup(pf, shared, "PlanePositionSequence", "ImagePositionPatient"), 3)
@@ -84,6 +86,8 @@ def enhanced_frames(ds) -> tuple[FrameGeometry, ...]:
             temporal = _float(_lookup(pf, shared, "CardiacSynchronizationSequence", "NominalCardiacTriggerDelayTime"))
         echo = _float(_lookup(pf, shared, "MREchoSequence", "EffectiveEchoTime"))
         stack = _lookup(pf, shared, "FrameContentSequence", "StackID")
+        weighting = _diffusion(pf, shared)
+        diffusion = None if weighting is None else float(weightings.setdefault(weighting, len(weightings)))
         frames.append(
             FrameGeometry(
                 position=position,
@@ -96,9 +100,31 @@ def enhanced_frames(ds) -> tuple[FrameGeometry, ...]:
                 echo_key=echo,
                 slice_thickness=thickness,
                 stack_key=None if stack is None else str(stack).strip(),
+                diffusion_key=diffusion,
             )
         )
     return tuple(frames)
+
+
+def _diffusion(per_frame, shared) -> tuple | None:
+    """(b-value s/mm2, gradient direction, directionality) of a frame's MR Diffusion macro, or None."""
+    for group in (per_frame, shared):
+        item = _first_item(group, "MRDiffusionSequence")
+        if item is None:
+            continue
+        b = _float(item.get("DiffusionBValue"))
+        direction = _floats(
+            _lookup(item, None, "DiffusionGradientDirectionSequence", "DiffusionGradientOrientation"), 3
+        )
+        directionality = str(item.get("DiffusionDirectionality") or "").strip().upper()
+        if b is None and direction is None:
+            return None
+        return (
+            None if b is None else round(b, 3),
+            None if direction is None else tuple(round(v, 4) for v in direction),
+            directionality,
+        )
+    return None
 
 
 def frame_types(ds) -> tuple[str, ...]:

@@ -4,8 +4,9 @@ Files are grouped by SeriesInstanceUID, then split by orientation (ImageOrientat
 within ``ORIENTATION_TOL``), image size, pixel spacing and the StackID of enhanced frames.
 Where slice positions then repeat, the repeats are told apart by echo (each echo becomes its
 own stack) and then by the first temporal key that gives every position the same number of
-distinct values (one 4D stack, ``n_timepoints`` > 1). The result does not depend on the order
-of the input.
+distinct values (one 4D stack, ``n_timepoints`` > 1). Images that all share one position with
+nothing to order them are no volume at all: they are skipped as ``not_a_volume``. The result
+does not depend on the order of the input.
 
 The unit of grouping is a *frame*: a slice of a single-frame file, one frame of an enhanced
 multi-frame file, or a whole Siemens mosaic (its first tile's position stands for it).
@@ -28,10 +29,11 @@ ORIENTATION_TOL = 1e-3
 POSITION_TOL_MM = 0.01
 """Slices whose positions along the normal differ by less than this (mm) share a position."""
 
-TEMPORAL_KEYS = ("temporal_position", "trigger_time", "acquisition_number", "acquisition_time", "frame_number")
+TEMPORAL_KEYS = ("temporal_position", "trigger_time", "acquisition_number", "acquisition_time", "diffusion")
 """Header keys that can order repeated positions into time points, tried in this order.
-``frame_number`` (the frame order inside one enhanced multi-frame file) is the last resort,
-used only for multi-frame objects whose frames carry no temporal key."""
+``diffusion`` is the b-value / gradient direction of an enhanced MR frame (numbered in frame
+order, see :func:`.frames.enhanced_frames`). The bare frame order is never one: frames at one
+position with nothing that tells them apart are not a 4D series."""
 
 
 @dataclass(frozen=True)
@@ -67,10 +69,8 @@ class FrameRef:
                 return self.frame.echo_key
             if key == "temporal_position" and self.frame.temporal_key is not None:
                 return self.frame.temporal_key
-            if key == "frame_number":
-                return self.frame.frame_index
-        if key == "frame_number":
-            return None
+        if key == "diffusion":
+            return self.frame.diffusion_key if self.frame is not None else None
         if key == "echo":
             return h.echo_number if h.echo_number is not None else h.echo_time
         value = getattr(h, key)
@@ -361,6 +361,7 @@ def group_stacks(headers: list[FileHeader]) -> tuple[list[Stack], list[Skipped]]
                 else:
                     for echo in sorted(echoes, key=lambda e: float(e)):
                         series_stacks.extend(_finish_or_split(uid, {**part_key, "echo": echo}, echoes[echo]))
+        series_stacks = _drop_non_volumes(series_stacks, skipped)
         stacks.extend(_drop_localizers(series_stacks, skipped))
 
     # Stable, unique ids and order
@@ -373,6 +374,26 @@ def group_stacks(headers: list[FileHeader]) -> tuple[list[Stack], list[Skipped]]
             used[s.id] = 0
     stacks.sort(key=lambda s: (s.series_number if s.series_number is not None else -1, s.series_instance_uid, s.id))
     return stacks, skipped
+
+
+def _drop_non_volumes(stacks: list[Stack], skipped: list[Skipped]) -> list[Stack]:
+    """Stacks whose images all lie at one position with nothing ordering them go to ``skipped``.
+
+    A 4D series needs a key that separates its volumes (``TEMPORAL_KEYS``; echo and StackID
+    have split the series before). Without one, N images at one position are not a single
+    slice with N time points: which image is which is unknown.
+    """
+    kept = []
+    for s in stacks:
+        refs = stack_refs(s)
+        positions = _position_keys(refs)
+        if s.temporal_key is not None or len(refs) < 2 or None in positions or len(set(positions)) > 1:
+            kept.append(s)
+            continue
+        what = "frames" if len(s.headers) == 1 and s.kind == "multiframe" else "images"
+        detail = f"not a volume: {len(refs)} {what} at the same position and nothing orders them"
+        skipped.extend(Skipped(h.path, "not_a_volume", detail) for h in s.headers)
+    return kept
 
 
 def _drop_localizers(stacks: list[Stack], skipped: list[Skipped]) -> list[Stack]:

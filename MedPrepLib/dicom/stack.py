@@ -25,11 +25,13 @@ from typing import Any
 # Reason codes for files and stacks that are excluded. Each skip carries one of these plus
 # a human sentence; nothing is dropped silently.
 SKIP_REASONS = {
+    "empty": "empty file (0 bytes)",
     "not_dicom": "not a DICOM file",
     "dicomdir": "DICOMDIR index file (not an image)",
     "truncated": "file is shorter than its declared pixel data",
     "no_pixel_data": "DICOM object without pixel data",
     "duplicate_sop_instance": "same SOPInstanceUID as another file",
+    "not_a_volume": "images at one position with nothing that orders them in time (not a volume)",
     "localizer": "localizer / scout image",
     "secondary_capture": "secondary capture or screen save (dose report, annotated screenshot)",
     "colour": "colour image in a scalar pipeline",
@@ -59,6 +61,9 @@ class FrameGeometry:
     echo_key: float | None = None  # effective echo time (ms) of an enhanced MR frame
     slice_thickness: float | None = None  # mm, from the frame's pixel measures
     stack_key: str | None = None  # StackID of an enhanced frame: frames of different stacks never mix
+    # Which diffusion weighting (b-value and gradient direction) an enhanced MR frame holds,
+    # numbered 0, 1, ... in the order the file first lists each: separates DWI volumes.
+    diffusion_key: float | None = None
 
 
 @dataclass
