@@ -82,7 +82,7 @@ def run(args) -> int:
             print(f"  {s['id']}  {s['modality'] or '?'}  {shape}  {spacing} mm  {s.get('description', '')}".rstrip())
         return 0
     stack = select_stack(result.stacks, result.skipped, args.series, path)
-    volume = load_stack(stack, progress=args.progress)
+    volume = load_stack(stack, progress=args.progress, where=path)
     info = describe(volume)
     meta = volume.metadata
     info.update(
