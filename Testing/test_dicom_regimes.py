@@ -251,3 +251,14 @@ def test_single_regime_gap_keeps_its_classic_grid(tmp_path):
     assert _hit_slices(volume, truth) == list(range(8))
     _assert_interpolated_along_z(volume, truth)
     assert "where the usual step is 2.500 mm" in " ".join(volume.metadata["warnings"])
+
+
+def test_scan_describes_the_regimes_as_the_loader_does(tmp_path):
+    """The header-only scan warns about spacing in the loader's own words (regimes, not a
+    'median step' that belongs to neither run)."""
+    from MedPrepLib.dicom.scan import scan, stack_summary
+
+    _write(tmp_path, _distances((6, 5.0), (8, 2.5), joins=(3.75,)))
+    (warning,) = [w for w in stack_summary(scan(tmp_path, cache=False).stacks[0])["warnings"] if "spacing" in w]
+    assert "two spacing regimes" in warning and "every 5.000 mm" in warning and "every 2.500 mm" in warning
+    assert "median" not in warning

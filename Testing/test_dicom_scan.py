@@ -107,7 +107,7 @@ def test_mixed_orientation_series_yields_two_stacks(corpus):
 @pytest.mark.corpus
 def test_gap_is_reported(corpus):
     (s,) = scan(_case_dicom("ct_ge_lightspeed16_gap4"), cache=False).to_json_dict()["series"]
-    assert any("uneven slice spacing" in w and "10 mm" in w for w in s["warnings"])
+    assert any("uneven slice spacing" in w and "10.000 mm" in w and "usual step is 5.000 mm" in w for w in s["warnings"])
     assert s["spacing"][2] == pytest.approx(5.0)
 
 

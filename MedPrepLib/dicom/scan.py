@@ -35,6 +35,7 @@ from .fastheader import read_header_fast
 from .group import POSITION_TOL_MM, group_stacks, slice_normal, stack_refs
 from .header import SkipFile
 from .index import FileKey, open_index
+from .regularize import spacing_model
 from .stack import FileHeader, Skipped, Stack
 
 log = logging.getLogger(__name__)
@@ -143,10 +144,9 @@ def _geometry(stack: Stack) -> tuple[list, list, list[str]]:
         if len(steps):
             sz = float(statistics.median(steps))
             if float(steps.max() - steps.min()) > max(SPACING_TOL_MM, SPACING_TOL_REL * sz):
-                warnings.append(
-                    f"uneven slice spacing: steps from {steps.min():.4g} to {steps.max():.4g} mm "
-                    f"(median {sz:.4g} mm) - missing slices or a variable-spacing acquisition"
-                )
+                # the loader's own reading of the steps: regimes, gaps and junctions, in slice terms
+                model = spacing_model(np.asarray(along) - along[0])
+                warnings.append(f"uneven slice spacing: {model.describe()}")
         ordered = sorted(positions, key=lambda p: float(p @ normal))
         travel = ordered[-1] - ordered[0]
         length = float(np.linalg.norm(travel))
