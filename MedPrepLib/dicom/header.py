@@ -13,11 +13,13 @@ dataset, so that a faster parser can reuse it. No patient identity is copied.
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import struct
 from dataclasses import dataclass
 
+from .codecs import PydicomMessages
 from .frames import enhanced_frames, frame_types, is_enhanced
 from .mosaic import is_mosaic, mosaic_frames, number_of_tiles
 from .stack import SKIP_REASONS, FileHeader, FrameGeometry, Skipped
@@ -202,10 +204,20 @@ def read_header(path: str) -> FileHeader:
     Raises :class:`SkipFile` (reason code from ``SKIP_REASONS``) for files that are not
     loadable scalar images: non-DICOM, DICOMDIR, truncated, without pixel data, localizers,
     secondary captures, colour, non-image objects, and SEG/RTSTRUCT (``label_source``).
+    pydicom's warnings and log records about the file are held and logged at debug level.
     """
+    path = os.fspath(path)
+    said = PydicomMessages(path)
+    try:
+        with said:
+            return _read_header(path)
+    finally:
+        said.forward(logging.DEBUG)
+
+
+def _read_header(path: str) -> FileHeader:
     import pydicom
 
-    path = os.fspath(path)
     try:
         st = os.stat(path)
     except OSError as exc:
