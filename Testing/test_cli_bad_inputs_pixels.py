@@ -81,6 +81,13 @@ def test_convert_refuses_a_malformed_budget(tmp_path):
     assert leftovers(out) == []
 
 
+def test_convert_says_empty_file(tmp_path):
+    empty = tmp_path / "empty.dcm"
+    empty.write_bytes(b"")
+    line = _convert(tmp_path, empty, "empty file (0 bytes)")
+    assert "DICM" not in line
+
+
 @pytest.mark.corpus
 def test_convert_refuses_real_jpeg_lossless_declaring_65535_squared(corpus, tmp_path):
     src = sorted((corpus / "dicom2nifti" / "mr_generic_jpeg_lossless" / "dicom").iterdir())[0]

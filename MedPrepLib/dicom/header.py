@@ -222,6 +222,8 @@ def _read_header(path: str) -> FileHeader:
         st = os.stat(path)
     except OSError as exc:
         raise SkipFile("unreadable", f"cannot open: {exc.strerror}", path) from exc
+    if st.st_size == 0:  # before "no DICM prefix": an empty file is a failed copy, not a foreign file
+        raise SkipFile("empty", "empty file (0 bytes)", path)
     try:
         with open(path, "rb") as f:
             head = f.read(132)
