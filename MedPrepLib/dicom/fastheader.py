@@ -97,6 +97,7 @@ _LONG_VR_CODES = {int.from_bytes(v, "little") for v in _LONG_VRS}
 _SHORT_VR_CODES = {int.from_bytes(v, "little") for v in _SHORT_VRS}
 _VR_NAMES = {int.from_bytes(v, "little"): v.decode() for v in _LONG_VRS | _SHORT_VRS}
 _VR_UN = int.from_bytes(b"UN", "little")
+_PIXEL_VR_CODES = {int.from_bytes(v, "little") for v in _header.PIXEL_VRS}
 
 # One lookup per element: the VR to keep it as, "pixels" (stop) or "decline".
 _SPECIAL: dict[int, str] = {**WANTED, **{t: "decline" for t in _DECLINE_TAGS}, _PIXEL_DATA: "pixels"}
@@ -228,6 +229,8 @@ def _walk_top(r: _Reader, pos: int, implicit: bool, out: RawHeader) -> None:
         action = special(tag)
         if action is not None:
             if action == "pixels":
+                if vr and (vr not in _PIXEL_VR_CODES or (vr == _VR_UN and length == _UNDEFINED)):
+                    raise Declined("pixel data with a VR that is not binary")
                 out.pixel_data_offset = pos
                 out.pixel_data_length = None if length == _UNDEFINED else length
                 return

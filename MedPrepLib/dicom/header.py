@@ -14,6 +14,7 @@ dataset, so that a faster parser can reuse it. No patient identity is copied.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import re
 import struct
@@ -32,6 +33,8 @@ UNCOMPRESSED_SYNTAXES = {IMPLICIT_VR_LE, EXPLICIT_VR_LE, EXPLICIT_VR_BE, DEFLATE
 
 _PIXEL_TAGS = {0x7FE00010: "PixelData", 0x7FE00008: "FloatPixelData", 0x7FE00009: "DoubleFloatPixelData"}
 _LONG_VRS = {b"OB", b"OW", b"OF", b"OD", b"OL", b"OV", b"UN", b"SQ", b"UT", b"UC", b"UR", b"SV", b"UV"}
+PIXEL_VRS = {b"OB", b"OW", b"OF", b"OD", b"OL", b"OV", b"UN"}
+"""The VRs a pixel data element may have (UN only with a defined length)."""
 
 _SC_PREFIX = "1.2.840.10008.5.1.4.1.1.7"  # secondary capture storage, .7 and .7.1 - .7.4
 _LABEL_SOURCES = {
@@ -124,8 +127,11 @@ def _transfer_syntax(ds) -> str:
     return EXPLICIT_VR_LE if little else EXPLICIT_VR_BE
 
 
-def _locate_pixel_data(f, offset: int, size: int, ts: str) -> PixelDataLocation | None:
-    """Parse the element header at ``offset`` (where pydicom stopped); None at end of data set."""
+def _locate_pixel_data(f, offset: int, size: int, ts: str, path: str = "") -> PixelDataLocation | None:
+    """Parse the element header at ``offset`` (where pydicom stopped); None at end of data set.
+
+    Raises :class:`SkipFile` when an explicit VR says the element is not binary (a pixel data
+    element read as a sequence would make pydicom parse compressed bytes as elements)."""
     if ts == DEFLATED_LE:
         raise ValueError("deflated data set")
     f.seek(offset)
@@ -146,6 +152,10 @@ def _locate_pixel_data(f, offset: int, size: int, ts: str) -> PixelDataLocation 
         length, value_offset = struct.unpack(u32, head[8:12])[0], offset + 12
     else:
         length, value_offset = struct.unpack((">H" if big else "<H"), head[6:8])[0], offset + 8
+    vr = head[4:6]
+    if ts != IMPLICIT_VR_LE and (vr not in PIXEL_VRS or (vr == b"UN" and length == 0xFFFFFFFF)):
+        shown = vr.decode("latin-1") if vr.isalpha() else vr.hex()
+        raise SkipFile("unreadable", f"the {_PIXEL_TAGS[tag]} element has VR {shown}, not OB or OW", path)
     if length == 0xFFFFFFFF:
         return PixelDataLocation(tag, value_offset, None, True)
     return PixelDataLocation(tag, value_offset, length, False)
@@ -239,7 +249,7 @@ def _read_header(path: str) -> FileHeader:
             stop = f.tell()
             ts = _transfer_syntax(ds)
             try:
-                location = _locate_pixel_data(f, stop, st.st_size, ts)
+                location = _locate_pixel_data(f, stop, st.st_size, ts, path)
                 complete = True
                 if location is not None and location.encapsulated:
                     complete = _encapsulated_complete(f, location.value_offset, st.st_size, ts == EXPLICIT_VR_BE)
@@ -466,4 +476,27 @@ def header_from_dataset(
                 slice_thickness=h.slice_thickness,
             ),
         )
+    _check_finite(h)
     return h
+
+
+def _check_finite(h: FileHeader) -> None:
+    """Skip a file whose geometry or Modality LUT holds NaN or infinity (DS values such as
+    "nan" or "1e999" parse as floats): no volume could be placed or valued from them."""
+    values = [("RescaleSlope", h.rescale_slope), ("RescaleIntercept", h.rescale_intercept)]
+    for f in h.frames:
+        where = f" (frame {f.frame_index + 1})" if len(h.frames) > 1 else ""
+        values += [
+            (f"ImagePositionPatient{where}", f.position),
+            (f"ImageOrientationPatient{where}", f.orientation),
+            (f"PixelSpacing{where}", f.pixel_spacing),
+            (f"RescaleSlope{where}", f.rescale_slope),
+            (f"RescaleIntercept{where}", f.rescale_intercept),
+        ]
+    for name, value in values:
+        if value is None:
+            continue
+        numbers = value if isinstance(value, tuple) else (value,)
+        if not all(math.isfinite(v) for v in numbers):
+            shown = "\\".join(f"{v:g}" for v in numbers)
+            raise SkipFile("unreadable", f"{name} {shown} is not a finite number", h.path)
