@@ -1,5 +1,13 @@
 """Decoding pixel data through pydicom's handlers (pydicom 2.4 and 3.x), with a clear error
-naming the transfer syntax and the package to install when no decoder is available.
+naming the transfer syntax and the package to install when no decoder is available, and the
+decoder's own reason when decoding fails (pydicom's warnings and log records, and whatever
+native code writes to stderr, are held, never printed).
+
+Also what a compressed stream says about itself before anything is decoded: the items of
+encapsulated pixel data (:func:`read_fragments`), the image size in a JPEG / JPEG-LS SOF or a
+JPEG 2000 SIZ marker (:func:`codestream_size`), the segment table of an RLE frame
+(:func:`rle_segments`), and the largest expansion of RLE and deflate; :mod:`.pixels` compares
+them with the header.
 
 Returned arrays hold *stored* values (no Modality LUT), shape (rows, cols) for one frame or
 (frames, rows, cols) for several.
