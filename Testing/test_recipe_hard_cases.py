@@ -18,9 +18,9 @@ from MedPrepLib.cli import EXIT_ERROR, main
 from MedPrepLib.errors import RecipeError
 from MedPrepLib.geometry import Geometry, direction_from_code
 from MedPrepLib.imageio import read_image, write_image
+from MedPrepLib.processing.resample import grid_for_shape, grid_for_spacing, resample
 from MedPrepLib.recipe import Recipe, run_recipe
 from MedPrepLib.recipe.invert import restore_label
-from MedPrepLib.resample import grid_for_shape, grid_for_spacing, resample
 from MedPrepLib.volume import Volume
 
 
@@ -505,9 +505,9 @@ def test_cli_dicom_folder_with_two_series_and_a_label(tmp_path, capsys):
 
 # -- determinism ------------------------------------------------------------------------------------------
 def test_same_recipe_gives_byte_identical_files_with_1_or_4_threads(tmp_path, monkeypatch):
-    from MedPrepLib.recipe import intensity
+    from MedPrepLib.processing import blockwise
 
-    monkeypatch.setattr(intensity, "BLOCK_VOXELS", 4096)  # many blocks, so 4 threads really share them
+    monkeypatch.setattr(blockwise, "BLOCK_VOXELS", 4096)  # many blocks, so 4 threads really share them
     image, label = ct_case(direction_from_code("RPI"), size=(60, 50, 20))
     write_image(image, tmp_path / "ct.nii.gz")
     write_image(label, tmp_path / "seg.nii.gz")
@@ -590,7 +590,7 @@ def test_n4_on_a_stack_of_few_slices_lowers_the_shrink_along_that_axis(slices):
 def test_restore_accepts_a_prediction_stored_in_another_axis_order(oblique_files, stored_as):
     """Tools often save predictions reoriented (nibabel's canonical RAS, ITK's LPS): the same voxel
     centres in another axis order. Restore permutes them back exactly instead of refusing."""
-    from MedPrepLib.reorient import reorient
+    from MedPrepLib.processing.reorient import reorient
 
     d, label = oblique_files
     argv = ["preprocess", str(d / "ct.nii.gz"), str(d / "pre.nii.gz"), "--recipe", str(d / "r.json")]

@@ -288,9 +288,9 @@ def test_blocks_do_not_change_results_for_non_contiguous_input():
 
 
 def test_statistics_blocks_larger_than_the_work_buffer(monkeypatch):
-    from MedPrepLib.recipe import intensity
+    from MedPrepLib.processing import blockwise
 
-    monkeypatch.setattr(intensity, "BLOCK_VOXELS", 64)  # work buffer smaller than a slab
+    monkeypatch.setattr(blockwise, "BLOCK_VOXELS", 64)  # work buffer smaller than a slab
     base = np.asarray(ct_volume(shape=(5, 30, 40)).array)
     view = base[:, :, ::2]
     x = view.astype(np.float64)
@@ -313,9 +313,9 @@ def test_statistics_blocks_larger_than_the_work_buffer(monkeypatch):
 def test_results_do_not_depend_on_the_number_of_threads(monkeypatch, steps):
     import json
 
-    from MedPrepLib.recipe import intensity
+    from MedPrepLib.processing import blockwise
 
-    monkeypatch.setattr(intensity, "BLOCK_VOXELS", 1000)  # many blocks even for a small volume
+    monkeypatch.setattr(blockwise, "BLOCK_VOXELS", 1000)  # many blocks even for a small volume
     vol = ct_volume()
     lab = Volume((np.arange(vol.array.size).reshape(vol.shape) % 3).astype(np.uint8), vol.geometry)
     results = []

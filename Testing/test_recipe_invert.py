@@ -14,9 +14,9 @@ from MedPrepLib.cli import main
 from MedPrepLib.errors import RecipeError
 from MedPrepLib.geometry import Geometry, direction_from_code
 from MedPrepLib.imageio import read_image, write_image
+from MedPrepLib.processing.resample import grid_for_spacing
 from MedPrepLib.recipe import Recipe, run_recipe
 from MedPrepLib.recipe.invert import restore_label
-from MedPrepLib.resample import grid_for_spacing
 from MedPrepLib.volume import Volume
 
 CASE = "ct_philips_ingenuity_tilt_neg18"

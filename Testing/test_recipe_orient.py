@@ -9,8 +9,8 @@ import pytest
 
 from MedPrepLib.errors import RecipeError
 from MedPrepLib.geometry import Geometry, direction_from_code
+from MedPrepLib.processing.reorient import inverse_transform, permute_axes, reorient
 from MedPrepLib.recipe import Recipe, run_recipe
-from MedPrepLib.reorient import inverse_transform, permute_axes, reorient
 from MedPrepLib.volume import Volume
 
 

@@ -11,8 +11,7 @@ import pytest
 
 from MedPrepLib.cli import main
 from MedPrepLib.errors import RecipeError
-from MedPrepLib.recipe import STEP_TYPES, Recipe
-from MedPrepLib.recipe import reference
+from MedPrepLib.recipe import STEP_TYPES, Recipe, reference
 from MedPrepLib.recipe.base import Param, Params
 from MedPrepLib.recipe.window import PRESETS
 

@@ -9,8 +9,8 @@ from scipy import ndimage
 
 from MedPrepLib.errors import RecipeError
 from MedPrepLib.geometry import Geometry
+from MedPrepLib.processing.resample import grid_for_shape, grid_for_spacing, resample
 from MedPrepLib.recipe import Recipe, run_recipe
-from MedPrepLib.resample import grid_for_shape, grid_for_spacing, resample
 from MedPrepLib.volume import Volume
 
 
@@ -185,7 +185,7 @@ def test_multichannel_volume_resamples_each_channel():
 
 # -- reference grids -------------------------------------------------------------------------------------
 def test_reference_grid_with_permuted_axes_equals_reorientation():
-    from MedPrepLib.reorient import reorient
+    from MedPrepLib.processing.reorient import reorient
 
     image = Volume(smooth_volume(), spacing=(0.7, 0.8, 2.5), origin=(3, 4, 5))
     reoriented = reorient(image, "SAR")

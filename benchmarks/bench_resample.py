@@ -69,7 +69,7 @@ SLOW_SECONDS = 10.0
 def make_inputs(shape_zyx, folder: Path) -> tuple[Path, Path]:
     """A smooth-ish CT-like int16 volume (HU) and a 5-class label map, saved as .npy."""
     from MedPrepLib.geometry import Geometry
-    from MedPrepLib.resample import grid_for_shape, resample
+    from MedPrepLib.processing.resample import grid_for_shape, resample
     from MedPrepLib.volume import Volume
 
     rng = np.random.default_rng(0)
@@ -121,7 +121,7 @@ def _edge_grid(n, s, n_new):
 def _tool(name: str, array: np.ndarray):
     """Run tool ``name`` on the (z, y, x) array; returns (run callable, grid callable)."""
     from MedPrepLib.geometry import Geometry
-    from MedPrepLib.resample import grid_for_spacing
+    from MedPrepLib.processing.resample import grid_for_spacing
 
     g_in = Geometry.from_shape(array.shape, spacing=SPACING_IN, origin=ORIGIN_IN)
     target = grid_for_spacing(g_in, SPACING_OUT)
@@ -136,7 +136,7 @@ def _tool(name: str, array: np.ndarray):
     if name.startswith("medprep"):
         import scipy.ndimage  # noqa: F401 - imported before the measurement, like every other tool's code
 
-        from MedPrepLib.resample import resample
+        from MedPrepLib.processing.resample import resample
         from MedPrepLib.volume import Volume
 
         options = {

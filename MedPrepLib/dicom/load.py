@@ -45,7 +45,7 @@ from ..geometry import Geometry
 from ..progress import ProgressCallback, as_progress
 from ..volume import Volume
 from .group import ORIENTATION_TOL, POSITION_TOL_MM, stack_refs
-from .pixels import apply_modality_lut, read_frames_into, stored_dtype, tile_shape
+from .pixels import allocate_stack, apply_modality_lut, read_frames_into, stored_dtype, tile_shape
 from .regularize import EXACT_MM, MAX_GAP_STEPS, describe_problem, gap_in_steps, measure
 from .regularize import regularize as resample_onto_regular_grid
 from .stack import FileHeader, FrameGeometry, Skipped, Stack
@@ -220,7 +220,11 @@ def _read_pixels(slots: list[_Slice], shape: tuple[int, int], progress) -> np.nd
         dtype = np.result_type(*{stored_dtype(s.header) for s in slots})
     except MedPrepError as exc:
         raise _in_slice_terms(exc, [s for s in slots if s.header.path == exc.path] or slots[:1]) from exc
-    buf = np.empty((len(slots), *shape), dtype=dtype)
+    try:
+        buf = allocate_stack([s.header for s in slots], (len(slots), *shape), dtype)  # checks data and budget first
+    except MedPrepError as exc:
+        of_file = [s for s in slots if s.header.path == exc.path]
+        raise (_in_slice_terms(exc, of_file) if of_file else exc) from exc
     per_file: dict[str, list[tuple[int, int]]] = defaultdict(list)
     headers: dict[str, FileHeader] = {}
     for slot, s in enumerate(slots):

@@ -18,6 +18,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from ..errors import RecipeError
+from ..processing.blockwise import blockwise
 from ..volume import Volume
 
 STEP_TYPES: dict[str, type[Step]] = {}
@@ -129,6 +130,33 @@ class Step:
         if not self.geometric:
             return label
         raise NotImplementedError
+
+
+# -- helpers of the step contract: who owns the output array, what input a step accepts ---------
+
+
+def output_array(image: Volume, ctx: RunContext | None, dtype=np.float32, shape=None) -> np.ndarray:
+    """The array a step writes into: the image's own array when the recipe owns it, else new."""
+    dtype = np.dtype(dtype)
+    shape = image.shape if shape is None else tuple(shape)
+    a = image.array
+    if (
+        ctx is not None
+        and getattr(ctx, "scratch", False)
+        and a.dtype == dtype
+        and a.shape == shape
+        and a.flags.writeable
+        and a.flags.c_contiguous
+    ):
+        return a
+    return np.empty(shape, dtype)
+
+
+def check_finite(image: Volume, where: str) -> None:
+    """Raise a RecipeError if a float image holds NaN or infinity (they poison every statistic)."""
+    a = image.array
+    if a.dtype.kind == "f" and not all(blockwise(lambda b: bool(np.isfinite(b).all()), a)):
+        raise RecipeError(f"{where}: the image holds NaN or infinite voxels", hint="fix or mask them before this step")
 
 
 def param_error(where: str, name: str, problem: str) -> RecipeError:

@@ -95,7 +95,7 @@ def _on_expected_grid(pred: Volume, expected: Geometry) -> Volume:
     """
     g = pred.geometry
     if g.size != expected.size or not g.isclose(expected, atol_mm=GRID_TOLERANCE_MM, atol_dir=1e-4):
-        from ..reorient import reorient
+        from ..processing.reorient import reorient
 
         turned = reorient(pred, expected.orientation)
         if turned.geometry.isclose(expected, atol_mm=GRID_TOLERANCE_MM, atol_dir=1e-4):

@@ -10,9 +10,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import RecipeError
+from ..processing.blockwise import as_float32, blockwise, is_nonzero, mean_std
 from ..volume import Volume
-from .base import Param, RunContext, Step, param_error, register, step_statistics
-from .intensity import as_float32, blockwise, check_finite, is_nonzero, mean_std, output_array
+from .base import Param, RunContext, Step, check_finite, output_array, param_error, register, step_statistics
 
 
 def _positive(m: np.ndarray) -> np.ndarray:

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..geometry import Geometry, direction_from_code
-from ..reorient import inverse_transform, orientation_transform, permute_array, permute_axes
+from ..processing.reorient import inverse_transform, orientation_transform, permute_array, permute_axes
 from ..volume import Volume
 from .base import Param, RunContext, Step, param_error, register
 

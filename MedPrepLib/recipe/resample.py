@@ -16,7 +16,7 @@ Parameters (JSON; (x, y, z) order like SimpleITK):
   (default: the image minimum; labels get 0).
 
 The grid rule — exact target spacing, field of view centred on the input's, size rounded half up,
-direction kept (oblique stays oblique) — is documented in :mod:`MedPrepLib.resample`. The image
+direction kept (oblique stays oblique) — is documented in :mod:`MedPrepLib.processing.resample`. The image
 becomes float32 (nearest keeps its dtype); the label keeps its dtype. A label value present
 before but absent after resampling is an error naming it (a structure too small for the new
 spacing), never a silent loss.
@@ -34,7 +34,7 @@ import numpy as np
 
 from ..errors import RecipeError
 from ..geometry import Geometry
-from ..resample import (
+from ..processing.resample import (
     ANISOTROPIC_AXIS_INTERPOLATIONS,
     IMAGE_INTERPOLATIONS,
     LABEL_INTERPOLATIONS,

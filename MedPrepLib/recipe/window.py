@@ -19,8 +19,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import RecipeError
-from .base import REQUIRED, Param, Params, Step, param_error, register
-from .intensity import as_float32, blockwise, check_finite, output_array, scratch_buffer
+from ..processing.blockwise import as_float32, blockwise, scratch_buffer
+from .base import REQUIRED, Param, Params, Step, check_finite, output_array, param_error, register
 
 PRESETS: dict[str, tuple[float, float]] = {
     # name: (level, width) in HU

@@ -25,8 +25,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from .geometry import Geometry, direction_from_code, orientation_code
-from .volume import Volume
+from ..geometry import Geometry, direction_from_code, orientation_code
+from ..volume import Volume
 
 _OPPOSITE = {"L": "R", "R": "L", "P": "A", "A": "P", "S": "I", "I": "S"}
 

@@ -39,14 +39,13 @@ Arrays are (z, y, x[, c]); everything else is (x, y, z).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from .errors import InvalidImageError
-from .geometry import Geometry
-from .threads import default_threads
-from .volume import Volume
+from ..errors import InvalidImageError
+from ..geometry import Geometry
+from ..volume import Volume
+from .threads import Workers
 
 IMAGE_INTERPOLATIONS = ("linear", "bspline", "nearest")
 LABEL_INTERPOLATIONS = ("nearest", "label_linear")
@@ -143,26 +142,6 @@ def _axis_table(x: np.ndarray, n: int, kernel: str) -> tuple[np.ndarray, np.ndar
 
 
 # -- separable passes ----------------------------------------------------------------------
-class _Pool:
-    """Runs chunks of one pass on a few threads (numpy releases the GIL in ufuncs and take)."""
-
-    def __init__(self, threads: int | None):
-        self.threads = max(1, threads if threads is not None else default_threads())
-        self._executor = ThreadPoolExecutor(self.threads) if self.threads > 1 else None
-
-    def run(self, func, items) -> None:
-        if self._executor is None:
-            for item in items:
-                func(item)
-        else:
-            for future in [self._executor.submit(func, item) for item in items]:
-                future.result()
-
-    def close(self) -> None:
-        if self._executor is not None:
-            self._executor.shutdown()
-
-
 def _chunks(n: int, bytes_per_unit: int, minimum: int) -> list[slice]:
     step = max(1, min(_CHUNK_BYTES // max(bytes_per_unit, 1), -(-n // minimum)))
     return [slice(a, min(a + step, n)) for a in range(0, n, step)]
@@ -192,7 +171,7 @@ def _broadcast_weights(w: np.ndarray | None, axis: int, ndim: int) -> list | Non
     return [w[t].reshape(shape) for t in range(w.shape[0])]
 
 
-def _interpolate_axis(src: np.ndarray, axis: int, idx: np.ndarray, w: np.ndarray | None, pool: _Pool) -> np.ndarray:
+def _interpolate_axis(src: np.ndarray, axis: int, idx: np.ndarray, w: np.ndarray | None, pool: Workers) -> np.ndarray:
     """1D interpolation along numpy ``axis`` (0..2): ``out[.., j, ..] = sum_t w[t, j] * src[.., idx[t, j], ..]``.
 
     ``w`` None means nearest neighbour (a gather, keeping the dtype); otherwise the result is
@@ -299,7 +278,7 @@ class _InPlane:
             o[...] = (self.rows @ mid.reshape(self.ny, -1)).reshape(o.shape)
 
 
-def _interpolate_in_plane(src: np.ndarray, passes: list, pool: _Pool, dtype) -> np.ndarray:
+def _interpolate_in_plane(src: np.ndarray, passes: list, pool: Workers, dtype) -> np.ndarray:
     """Both in-plane passes (numpy axes 1 and 2, see :class:`_InPlane`) slice by slice.
 
     ``passes`` holds ``(axis, idx, w)``; the intermediate result of each slice stays in the
@@ -321,7 +300,7 @@ def _interpolate_in_plane(src: np.ndarray, passes: list, pool: _Pool, dtype) -> 
 
 
 def _interpolate_streaming(
-    src: np.ndarray, passes: list, z_idx: np.ndarray, z_w: np.ndarray | None, pool: _Pool, dtype
+    src: np.ndarray, passes: list, z_idx: np.ndarray, z_w: np.ndarray | None, pool: Workers, dtype
 ) -> np.ndarray:
     """All three passes with z last, output slice by output slice: no full-size intermediate.
 
@@ -374,7 +353,7 @@ def _interpolate_streaming(
     return out
 
 
-def _prefilter_axis(c: np.ndarray, axis: int, pool: _Pool) -> float:
+def _prefilter_axis(c: np.ndarray, axis: int, pool: Workers) -> float:
     """Cubic B-spline interpolation prefilter of float32 ``c`` along numpy ``axis``, in place.
 
     Mirror boundaries (the signal continues as s[-k] = s[k]), as scipy's
@@ -450,7 +429,7 @@ def _label_dtype_with_sentinel(array: np.ndarray) -> tuple[np.ndarray, int]:
     return array.astype(wider), high + 1
 
 
-def _mixed_pass(src: np.ndarray, axis: int, i0: np.ndarray, i1: np.ndarray, sentinel, pool: _Pool) -> np.ndarray:
+def _mixed_pass(src: np.ndarray, axis: int, i0: np.ndarray, i1: np.ndarray, sentinel, pool: Workers) -> np.ndarray:
     """Gather ``src`` at ``i0`` along ``axis``; where the value at ``i1`` differs, write ``sentinel``."""
     a = _interpolate_axis(src, axis, i0[None], None, pool)
     differs = i0 != i1
@@ -466,7 +445,7 @@ def _mixed_pass(src: np.ndarray, axis: int, i0: np.ndarray, i1: np.ndarray, sent
     return a
 
 
-def _label_linear_separable(src: np.ndarray, cells: list, order: list[int], pool: _Pool) -> np.ndarray:
+def _label_linear_separable(src: np.ndarray, cells: list, order: list[int], pool: Workers) -> np.ndarray:
     """Per-label linear interpolation (one-hot, trilinear, argmax) on an axis-aligned grid.
 
     ``cells[na] = (i0, i1, t)`` per numpy axis: output sample j lies between input indices i0[j]
@@ -620,7 +599,7 @@ def resample(
     than half a voxel outside the input (only with a reference grid) get ``fill_value``
     (default: the image minimum; 0 for label interpolations).
     """
-    from .progress import as_progress
+    from ..progress import as_progress
 
     if interpolation not in IMAGE_INTERPOLATIONS + LABEL_INTERPOLATIONS:
         raise ValueError(f"unknown interpolation {interpolation!r}")
@@ -663,62 +642,59 @@ def _resample_separable(array, positions, kernels, interpolation, threads, progr
     identity = [
         positions[n].size == n_in[n] and np.allclose(positions[n], np.arange(n_in[n]), atol=1e-9) for n in range(3)
     ]
-    pool = _Pool(threads)
-    try:
-        if interpolation == "label_linear":
-            if array.ndim != 3:
-                raise InvalidImageError("label maps must be scalar (z, y, x) volumes")
-            cells = [None, None, None]
-            for n in range(3):
-                x = positions[n]
-                if kernels[n] == "nearest" or n_in[n] == 1:
-                    i0 = _axis_table(x, n_in[n], "nearest")[0][0]
-                    cells[2 - n] = (i0, i0, np.zeros(x.size))
-                else:
-                    idx, w = _axis_table(x, n_in[n], "linear")
-                    cells[2 - n] = (idx[0], idx[1], w[1].astype(np.float64))
-            return _label_linear_separable(array, cells, [2 - n for n in order], pool)
-        cur = array
-        owned = False
-        todo = [n for n in order if not identity[n]]  # every kernel is exact at the input samples
-        if "cubic" not in kernels and 0 in todo and 1 in todo:
-            # x and y together, slice by slice; z before them only when it shrinks the data most
-            z_first = 2 in todo and todo[0] == 2
-            if z_first:
-                idx, w = _axis_table(positions[2], n_in[2], kernels[2])
-                cur, owned = _interpolate_axis(cur, 0, idx, w, pool), True
-            passes = []
-            for n in [n for n in todo if n != 2]:
-                idx, w = _axis_table(positions[n], n_in[n], kernels[n])
-                if w is None and interpolation != "nearest":
-                    w = np.ones(idx.shape, np.float32)  # a nearest axis inside a float interpolation
-                passes.append((2 - n, idx, w))
-            out_dtype = cur.dtype if interpolation == "nearest" else np.float32
-            if 2 in todo and not z_first:
-                z_idx, z_w = _axis_table(positions[2], n_in[2], kernels[2])
-                return _interpolate_streaming(cur, passes, z_idx, z_w, pool, out_dtype)
-            cur, owned = _interpolate_in_plane(cur, passes, pool, out_dtype), True
-            progress.update("resampling", 0.6)
-            todo = []
-        for step, n in enumerate(todo):
-            progress.update("resampling", step / 3)
-            na = 2 - n
+    pool = Workers(threads)
+    if interpolation == "label_linear":
+        if array.ndim != 3:
+            raise InvalidImageError("label maps must be scalar (z, y, x) volumes")
+        cells = [None, None, None]
+        for n in range(3):
+            x = positions[n]
+            if kernels[n] == "nearest" or n_in[n] == 1:
+                i0 = _axis_table(x, n_in[n], "nearest")[0][0]
+                cells[2 - n] = (i0, i0, np.zeros(x.size))
+            else:
+                idx, w = _axis_table(x, n_in[n], "linear")
+                cells[2 - n] = (idx[0], idx[1], w[1].astype(np.float64))
+        return _label_linear_separable(array, cells, [2 - n for n in order], pool)
+    cur = array
+    owned = False
+    todo = [n for n in order if not identity[n]]  # every kernel is exact at the input samples
+    if "cubic" not in kernels and 0 in todo and 1 in todo:
+        # x and y together, slice by slice; z before them only when it shrinks the data most
+        z_first = 2 in todo and todo[0] == 2
+        if z_first:
+            idx, w = _axis_table(positions[2], n_in[2], kernels[2])
+            cur, owned = _interpolate_axis(cur, 0, idx, w, pool), True
+        passes = []
+        for n in [n for n in todo if n != 2]:
             idx, w = _axis_table(positions[n], n_in[n], kernels[n])
-            if kernels[n] == "cubic":
-                if not owned or cur.dtype != np.float32:
-                    cur = cur.astype(np.float32)
-                w = w * np.float32(_prefilter_axis(cur, na, pool) / 6.0)
-            if w is None and interpolation != "nearest" and cur.dtype != np.float32:
-                cur = cur.astype(np.float32)  # a nearest axis inside a float interpolation
-            cur = _interpolate_axis(cur, na, idx, w, pool)
-            owned = True
-        if interpolation != "nearest" and cur.dtype != np.float32:
-            cur = cur.astype(np.float32)
-        elif not owned:
-            cur = cur.copy()
-        return cur
-    finally:
-        pool.close()
+            if w is None and interpolation != "nearest":
+                w = np.ones(idx.shape, np.float32)  # a nearest axis inside a float interpolation
+            passes.append((2 - n, idx, w))
+        out_dtype = cur.dtype if interpolation == "nearest" else np.float32
+        if 2 in todo and not z_first:
+            z_idx, z_w = _axis_table(positions[2], n_in[2], kernels[2])
+            return _interpolate_streaming(cur, passes, z_idx, z_w, pool, out_dtype)
+        cur, owned = _interpolate_in_plane(cur, passes, pool, out_dtype), True
+        progress.update("resampling", 0.6)
+        todo = []
+    for step, n in enumerate(todo):
+        progress.update("resampling", step / 3)
+        na = 2 - n
+        idx, w = _axis_table(positions[n], n_in[n], kernels[n])
+        if kernels[n] == "cubic":
+            if not owned or cur.dtype != np.float32:
+                cur = cur.astype(np.float32)
+            w = w * np.float32(_prefilter_axis(cur, na, pool) / 6.0)
+        if w is None and interpolation != "nearest" and cur.dtype != np.float32:
+            cur = cur.astype(np.float32)  # a nearest axis inside a float interpolation
+        cur = _interpolate_axis(cur, na, idx, w, pool)
+        owned = True
+    if interpolation != "nearest" and cur.dtype != np.float32:
+        cur = cur.astype(np.float32)
+    elif not owned:
+        cur = cur.copy()
+    return cur
 
 
 def _resample_general(array, a, b, target: Geometry, kernels, interpolation) -> np.ndarray:
