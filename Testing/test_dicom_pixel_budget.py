@@ -167,6 +167,10 @@ def test_jpeg_family_sof_size_must_match_rows_and_columns(tmp_path, ts, marker):
 
 @pytest.mark.parametrize("ts", [J2K_LOSSLESS, "1.2.840.10008.1.2.4.91", HTJ2K_LOSSLESS, "1.2.840.10008.1.2.4.203"])
 def test_jpeg2000_and_htj2k_siz_size_must_match_rows_and_columns(tmp_path, ts):
+    import pydicom
+
+    if ts.startswith("1.2.840.10008.1.2.4.2") and pydicom.__version__.startswith("2."):
+        pytest.skip("pydicom 2.4 cannot write HTJ2K files (nor decode them: test_dicom_bad_inputs covers that error)")
     path = _encapsulated(tmp_path, ts, _siz(32, 32), "j2k.dcm", Rows=65535, Columns=65535)
     _refused(path, "declares 65535 x 65535 x 1 frame", "8 GiB", "(SIZ marker) is 32 x 32")
 
