@@ -74,8 +74,8 @@ def run_demo(out: str | Path, *, overwrite: bool = False, progress=None) -> Demo
     from .dicom.load import load_stack
     from .dicom.scan import scan
     from .imageio import write_image
+    from .recipe import Recipe, run_recipe, write_json
     from .recipe.invert import restore_label
-    from .recipe.recipe import Recipe, run_recipe, write_json
 
     prog = as_progress(progress)
     out = Path(out)

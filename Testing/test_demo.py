@@ -12,7 +12,7 @@ from MedPrepLib.cli import main
 from MedPrepLib.demo import dice
 from MedPrepLib.dicom.load import load_path
 from MedPrepLib.imageio import read_image
-from MedPrepLib.recipe.recipe import Recipe, run_recipe
+from MedPrepLib.recipe import Recipe, run_recipe
 from MedPrepLib.sampledata import PADDING_STORED, chest_ct_phantom, write_ct_series
 
 

@@ -6,8 +6,7 @@ import numpy as np
 import pytest
 
 from MedPrepLib.errors import RecipeError
-from MedPrepLib.recipe import Recipe, run_recipe
-from MedPrepLib.recipe.base import STEP_TYPES, RunContext
+from MedPrepLib.recipe import STEP_TYPES, Recipe, RunContext, run_recipe
 from MedPrepLib.volume import Volume
 
 

@@ -15,8 +15,7 @@ from ..atomic import check_writable, refuse_overwriting_inputs
 from ..errors import InputError, RecipeError
 from ..imageio import check_image_output, image_suffix, is_image_file, read_image, write_image
 from ..progress import as_progress
-from ..recipe import Recipe, load_statistics, run_recipe, write_json
-from ..recipe.recipe import label_on_image_grid
+from ..recipe import Recipe, label_on_image_grid, load_statistics, run_recipe, write_json
 
 
 def add_parser(sub) -> None:

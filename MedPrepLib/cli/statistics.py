@@ -23,8 +23,7 @@ from ..atomic import check_writable, refuse_overwriting_inputs
 from ..errors import InputError, RecipeError
 from ..imageio import read_image
 from ..progress import as_progress
-from ..recipe import Recipe, compute_statistics, write_json
-from ..recipe.recipe import label_on_image_grid
+from ..recipe import Recipe, compute_statistics, label_on_image_grid, write_json
 from .preprocess import read_input
 
 

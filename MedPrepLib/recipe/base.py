@@ -1,4 +1,4 @@
-"""The contract every recipe step fulfils, and the registry of steps by ``op`` name.
+"""The contract every recipe step fulfils, its parameter declarations, and its helpers.
 
 A step is a small immutable object built from its JSON parameters. ``apply`` takes the image
 (and optionally its label map) and returns the new image, the new label and a *record*: a
@@ -21,15 +21,20 @@ from ..errors import RecipeError
 from ..processing.blockwise import blockwise
 from ..volume import Volume
 
-STEP_TYPES: dict[str, type[Step]] = {}
 
+def did_you_mean(word: Any, options) -> str:
+    """`` (did you mean 'resample'?)`` for a near miss of one of ``options`` (case or a typo), else ``""``.
 
-def register(cls: type[Step]) -> type[Step]:
-    """Class decorator adding a step type to :data:`STEP_TYPES` under its ``op`` name."""
-    if cls.op in STEP_TYPES:
-        raise ValueError(f"step op '{cls.op}' registered twice")
-    STEP_TYPES[cls.op] = cls
-    return cls
+    >>> did_you_mean("Resample", ["resample", "reorient"])
+    " (did you mean 'resample'?)"
+    """
+    import difflib
+
+    if not isinstance(word, str):
+        return ""
+    lower = {o.lower(): o for o in options}
+    found = difflib.get_close_matches(word.lower(), list(lower), n=1, cutoff=0.75)
+    return f" (did you mean '{lower[found[0]]}'?)" if found else ""
 
 
 class RunContext:
@@ -39,7 +44,7 @@ class RunContext:
     example nnU-Net's CT percentiles), keyed by op name; ``seed`` makes random crops
     reproducible; ``progress`` is a :class:`~MedPrepLib.progress.Progress`.
 
-    While a recipe runs, :func:`~MedPrepLib.recipe.recipe.run_recipe` also sets
+    While a recipe runs, :func:`~MedPrepLib.recipe.run.run_recipe` also sets
     ``step_number`` (1-based, as in error messages), ``where`` (``"step 3 (zscore)"``) and
     ``progress`` to the part of the run that step covers. ``masks`` maps names to mask volumes a
     caller provides (``{"op": "zscore", "mask": "brain"}``); they must be on the grid of the
@@ -130,6 +135,19 @@ class Step:
         if not self.geometric:
             return label
         raise NotImplementedError
+
+    # -- the statistics pass (MedPrepLib.recipe.statistics): steps that need dataset numbers ---
+    def needs_statistics(self) -> bool:
+        """True when this step cannot run before dataset statistics are measured for it."""
+        return False
+
+    def collect_statistics(self, image: Volume, label: Volume | None, ctx: RunContext) -> Any:
+        """What this step measures on one case, at its own input (only when it needs statistics)."""
+        raise NotImplementedError(f"{self.op} measures no dataset statistics")
+
+    def reduce_statistics(self, parts: list, ctx: RunContext) -> dict:
+        """The dataset statistics from every case's :meth:`collect_statistics` (JSON-friendly)."""
+        raise NotImplementedError(f"{self.op} measures no dataset statistics")
 
 
 # -- helpers of the step contract: who owns the output array, what input a step accepts ---------
@@ -284,12 +302,10 @@ class Params:
         """Reject parameters this step does not know (a typo must not be silently ignored)."""
         unknown = sorted(set(self.params) - self.used - {"op"})
         if unknown:
-            import difflib
-
             names = sorted(self.declared) if self.declared is not None else sorted(self.used)
             known = ", ".join(names) or "none"
-            close = difflib.get_close_matches(unknown[0], names, n=1, cutoff=0.75)
-            guess = f"did you mean '{close[0]}'? " if close else ""
+            guess = did_you_mean(unknown[0], names).strip(" ()")
+            guess = f"{guess} " if guess else ""
             raise param_error(self.where, unknown[0], f"is not a parameter of this step ({guess}known: {known})")
 
 

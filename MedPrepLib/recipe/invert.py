@@ -1,6 +1,6 @@
 """Map a label map predicted in preprocessed space back onto the original image grid.
 
-:func:`restore_label` reads the provenance that :func:`~MedPrepLib.recipe.recipe.run_recipe`
+:func:`restore_label` reads the provenance that :func:`~MedPrepLib.recipe.run.run_recipe`
 recorded (``{"format": "medprep-provenance", "recipe": ..., "steps": [{"op", "params", "input",
 "output", "record"}, ...], "input": ..., "output": ...}``) and undoes the geometric steps in
 reverse order: crop/pad (the label goes back into a zero map of the input size), reorientation
@@ -24,8 +24,9 @@ from ..errors import MedPrepError, RecipeError
 from ..geometry import Geometry
 from ..progress import as_progress
 from ..volume import Volume
-from .base import STEP_TYPES, Step
-from .recipe import PROVENANCE_FORMAT, steps_for_restore
+from .base import Step
+from .run import PROVENANCE_FORMAT, steps_for_restore
+from .steps import STEP_TYPES
 
 log = logging.getLogger(__name__)
 

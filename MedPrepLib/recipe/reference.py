@@ -11,8 +11,9 @@ import inspect
 import json
 import re
 
-from .base import STEP_TYPES, Param, Step
-from .recipe import SCHEMA_VERSION
+from .base import Param, Step
+from .schema import SCHEMA_VERSION
+from .steps import STEP_TYPES
 from .window import PRESETS
 
 GROUPS = (

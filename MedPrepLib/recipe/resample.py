@@ -45,7 +45,7 @@ from ..processing.resample import (
     resample,
 )
 from ..volume import Volume
-from .base import Param, RunContext, Step, check_output_grid, param_error, parse_shape, register
+from .base import Param, RunContext, Step, check_output_grid, did_you_mean, param_error, parse_shape
 
 
 def _read_reference(path: str, where: str) -> Geometry:
@@ -76,7 +76,6 @@ def _read_reference(path: str, where: str) -> Geometry:
     )
 
 
-@register
 @dataclass(frozen=True)
 class Resample(Step):
     """Resample image and label onto a new grid (see the module docstring for parameters)."""
@@ -109,12 +108,10 @@ class Resample(Step):
         p = cls.read(params, where)
         given = [k for k in ("spacing", "shape", "reference") if p.has(k)]
         if not given:
-            import difflib
-
             for key in params:  # "spacings", "size": a near miss deserves its name in the message
-                close = difflib.get_close_matches(key, ["spacing", "shape", "reference"], n=1, cutoff=0.75)
-                if close:
-                    raise param_error(where, key, f"is not a parameter of this step (did you mean '{close[0]}'?)")
+                guess = did_you_mean(key, ["spacing", "shape", "reference"])
+                if guess:
+                    raise param_error(where, key, f"is not a parameter of this step{guess}")
         if len(given) != 1:
             what = "none" if not given else " and ".join(f"'{g}'" for g in given)
             raise RecipeError(f"{where}: give exactly one of 'spacing', 'shape' or 'reference' (got {what})")

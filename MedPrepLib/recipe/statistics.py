@@ -6,7 +6,7 @@
 measure its input there, and combines the cases. The numbers describe exactly what the step
 will see at run time (after any resampling or cropping that precedes it).
 
-The result is a JSON-friendly dict, passed to :func:`~MedPrepLib.recipe.recipe.run_recipe`
+The result is a JSON-friendly dict, passed to :func:`~MedPrepLib.recipe.run.run_recipe`
 as ``statistics`` and stored in provenance::
 
     {"format": "medprep-statistics", "version": 1, "cases": 12,
@@ -23,7 +23,9 @@ from typing import Any
 from ..errors import RecipeError
 from ..progress import as_progress
 from ..volume import Volume
-from .recipe import Recipe, _apply, _run_context
+from .base import RunContext
+from .run import apply_step
+from .schema import Recipe
 
 STATISTICS_FORMAT = "medprep-statistics"
 
@@ -32,7 +34,7 @@ Case = tuple[Volume, "Volume | None"]
 
 def steps_needing_statistics(recipe: Recipe) -> list[int]:
     """1-based numbers of the steps that need dataset statistics."""
-    return [n for n, s in enumerate(recipe.steps, 1) if getattr(s, "needs_statistics", lambda: False)()]
+    return [n for n, s in enumerate(recipe.steps, 1) if s.needs_statistics()]
 
 
 def compute_statistics(
@@ -66,14 +68,14 @@ def compute_statistics(
         )
     for k, number in enumerate(pending):
         step = recipe.steps[number - 1]
-        ctx = _run_context(stats, seed, None)
+        ctx = RunContext(statistics=stats, seed=seed)
         ctx.n_cases = n_cases
         parts = []
         progress_k = root.sub(k / len(pending), (k + 1) / len(pending))
         count = 0
         for image, label in cases() if callable(cases) else cases:
             for m, earlier in enumerate(recipe.steps[: number - 1], 1):
-                image, label, _ = _apply(earlier, image, label, ctx, m, progress_k.sub(0, 0))
+                image, label, _ = apply_step(earlier, image, label, ctx, m, progress_k.sub(0, 0))
                 ctx.scratch = False  # never let an earlier step's output alias a caller's array
             ctx.step_number, ctx.where = number, f"step {number} ({step.op})"
             parts.append(step.collect_statistics(image, label, ctx))

@@ -20,7 +20,7 @@ import numpy as np
 
 from ..errors import RecipeError
 from ..processing.blockwise import as_float32, blockwise, scratch_buffer
-from .base import REQUIRED, Param, Params, Step, check_finite, output_array, param_error, register
+from .base import REQUIRED, Param, Params, Step, check_finite, output_array, param_error
 
 PRESETS: dict[str, tuple[float, float]] = {
     # name: (level, width) in HU
@@ -53,7 +53,6 @@ def _parse_window(value, where: str, name: str) -> dict:
     raise param_error(where, name, f'must hold preset names or {{"level", "width"}} objects, got {value!r}')
 
 
-@register
 @dataclass(frozen=True)
 class Window(Step):
     """Window an image (HU for CT) onto [0, 1] float32 or [0, 255] uint8 (see module docstring).

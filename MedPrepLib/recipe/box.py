@@ -31,15 +31,13 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import RecipeError
 from ..geometry import Geometry
 from ..volume import Volume
-from .base import Param, Params, RunContext, Step, check_output_grid, param_error, parse_shape, register
+from .base import Param, Params, RunContext, Step
 
 log = logging.getLogger(__name__)
 
 
-# -- the box operation ---------------------------------------------------------------------------
 def box_geometry(geometry: Geometry, start, size) -> Geometry:
     """The grid of the box ``start``/``size`` (input voxel index / voxels, (x, y, z))."""
     origin = geometry.index_to_physical(np.asarray(start, float))
@@ -78,7 +76,7 @@ def labels_cut_off(before: np.ndarray, after: np.ndarray) -> dict[str, int]:
     return {v: n for v, n in lost.items() if n > 0}
 
 
-class _BoxStep(Step):
+class BoxStep(Step):
     """Shared apply/invert of the box steps; subclasses implement :meth:`box`."""
 
     geometric = True
@@ -124,7 +122,7 @@ class _BoxStep(Step):
         return Volume(array, source, metadata=label.metadata)
 
 
-def _bounding_box(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+def bounding_box(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
     """(lo, hi) inclusive voxel indices, (x, y, z), of the True voxels of a (z, y, x) mask."""
     lo, hi = [], []
     for axis in (2, 1, 0):  # x, y, z
@@ -137,7 +135,7 @@ def _bounding_box(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
     return np.array(lo), np.array(hi)
 
 
-def _grow(lo, hi, geometry: Geometry, margin_mm: float) -> tuple[np.ndarray, np.ndarray]:
+def grow_box(lo, hi, geometry: Geometry, margin_mm: float) -> tuple[np.ndarray, np.ndarray]:
     """Grow an inclusive box by ``margin_mm`` on each side and clip it to the grid."""
     margin = np.ceil(margin_mm / np.array(geometry.spacing) - 1e-9).astype(int)
     lo = np.maximum(lo - margin, 0)
@@ -145,155 +143,23 @@ def _grow(lo, hi, geometry: Geometry, margin_mm: float) -> tuple[np.ndarray, np.
     return lo, hi - lo + 1
 
 
-def _margin(p: Params) -> float:
+def margin_param(p: Params) -> float:
     return p.number("margin_mm", minimum=0.0)
 
 
-@register
 @dataclass(frozen=True)
-class CropBody(_BoxStep):
-    """Crop to the body: largest connected component above ``threshold_hu``, plus ``margin_mm``."""
-
-    op = "crop_body"
-    parameters = (
-        Param("threshold_hu", "number", -500.0, "HU", "the body is the largest connected region above it"),
-        Param("margin_mm", "number", 10.0, "mm", "kept around the body"),
-    )
-
-    threshold_hu: float = -500.0
-    margin_mm: float = 10.0
-
-    @classmethod
-    def from_params(cls, params: dict[str, Any], where: str) -> CropBody:
-        p = cls.read(params, where)
-        step = cls(threshold_hu=p.number("threshold_hu"), margin_mm=_margin(p))
-        p.finish()
-        return step
-
-    def to_params(self) -> dict[str, Any]:
-        return {"op": self.op, "threshold_hu": self.threshold_hu, "margin_mm": self.margin_mm}
-
-    def box(self, image, label, ctx, where):
-        from scipy import ndimage
-
-        a = image.array if image.array.ndim == 3 else image.array[..., 0]
-        mask = a > self.threshold_hu
-        components, n = ndimage.label(mask)
-        if n == 0:
-            raise RecipeError(
-                f"{where}: no voxel is above threshold_hu {self.threshold_hu:g}",
-                hint="crop_body needs an image in HU: put it before windowing or normalisation",
-            )
-        if n > 1:
-            flat = components.reshape(-1)
-            counts = np.zeros(n + 1, np.int64)
-            for start in range(0, flat.size, 1 << 22):  # in blocks: bincount casts to int64
-                counts += np.bincount(flat[start : start + (1 << 22)], minlength=n + 1)
-            counts[0] = 0
-            mask = components == int(np.argmax(counts))
-        lo, hi = _bounding_box(mask)
-        return _grow(lo, hi, image.geometry, self.margin_mm)
-
-
-@dataclass(frozen=True)
-class _MarginBoxStep(_BoxStep):
+class MarginBoxStep(BoxStep):
     """A box step whose only parameter is ``margin_mm`` (default 0 mm)."""
 
     margin_mm: float = 0.0
     parameters = (Param("margin_mm", "number", 0.0, "mm", "kept around the box"),)
 
     @classmethod
-    def from_params(cls, params: dict[str, Any], where: str) -> _MarginBoxStep:
+    def from_params(cls, params: dict[str, Any], where: str) -> MarginBoxStep:
         p = cls.read(params, where)
-        step = cls(margin_mm=_margin(p))
+        step = cls(margin_mm=margin_param(p))
         p.finish()
         return step
 
     def to_params(self) -> dict[str, Any]:
         return {"op": self.op, "margin_mm": self.margin_mm}
-
-
-@register
-@dataclass(frozen=True)
-class CropNonzero(_MarginBoxStep):
-    """Crop to the bounding box of nonzero voxels (any channel), plus ``margin_mm``."""
-
-    op = "crop_nonzero"
-
-    def box(self, image, label, ctx, where):
-        mask = image.array != 0
-        if mask.ndim == 4:
-            mask = mask.any(axis=3)
-        found = _bounding_box(mask)
-        if found is None:
-            raise RecipeError(f"{where}: the image has no nonzero voxel to crop to")
-        return _grow(*found, image.geometry, self.margin_mm)
-
-
-@register
-@dataclass(frozen=True)
-class CropLabel(_MarginBoxStep):
-    """Crop to the bounding box of the label's nonzero voxels, plus ``margin_mm``."""
-
-    op = "crop_label"
-
-    def box(self, image, label, ctx, where):
-        if label is None:
-            raise RecipeError(f"{where}: crop_label needs a label map", hint="pass a label, or use crop_body")
-        found = _bounding_box(label.array != 0)
-        if found is None:
-            raise RecipeError(f"{where}: the label map is empty (all 0), there is nothing to crop to")
-        return _grow(*found, image.geometry, self.margin_mm)
-
-
-@register
-@dataclass(frozen=True)
-class PadCrop(_BoxStep):
-    """Pad or crop every axis to a fixed ``shape`` (voxels, (x, y, z)), centred or random."""
-
-    op = "pad_crop"
-    parameters = (
-        Param("shape", "[x, y, z] integers", unit="voxels", doc="the output size"),
-        Param("pad_value", 'number or "auto"', "auto", "image units", '"auto": the image minimum (labels get 0)'),
-        Param("mode", "one of", "center", "", "where the box sits: centred, or random (seeded)", ("center", "random")),
-    )
-
-    shape: tuple[int, int, int] = (128, 128, 128)
-    mode: str = "center"
-    pad: Any = "auto"
-
-    @classmethod
-    def from_params(cls, params: dict[str, Any], where: str) -> PadCrop:
-        p = cls.read(params, where)
-        shape = parse_shape(p.raw("shape"), where)
-        pad = p.raw("pad_value")
-        if pad != "auto" and (isinstance(pad, bool) or not isinstance(pad, (int, float)) or not np.isfinite(pad)):
-            raise param_error(where, "pad_value", f'must be a number or "auto", got {pad!r}')
-        step = cls(shape=tuple(shape), mode=p.choice("mode"), pad=pad)
-        p.finish()
-        return step
-
-    def to_params(self) -> dict[str, Any]:
-        return {"op": self.op, "shape": list(self.shape), "mode": self.mode, "pad_value": self.pad}
-
-    def pad_value(self, image: Volume) -> float | list[float]:
-        if self.pad != "auto":
-            return self.pad
-        ct = str(image.metadata.get("modality", "")).upper() == "CT"
-        a = image.array
-        # each channel is padded with its own minimum: stacked windows have different "air"
-        lows = [float(a.min())] if a.ndim == 3 else [float(v) for v in a.min(axis=(0, 1, 2))]
-        values = [-1000.0 if ct and low <= -1000 else low for low in lows]
-        return values[0] if a.ndim == 3 else values
-
-    def box(self, image, label, ctx, where):
-        check_output_grid(where, "shape", self.shape, image.n_channels)
-        size = np.array(self.shape)
-        n = np.array(image.geometry.size)
-        diff = n - size  # > 0: crop, < 0: pad
-        if self.mode == "center":
-            start = np.where(diff >= 0, diff // 2, -((-diff) // 2))
-        else:
-            rng = np.random.default_rng(ctx.seed)
-            start = np.array([rng.integers(min(d, 0), max(d, 0) + 1) for d in diff])
-        return start, size

@@ -14,10 +14,9 @@ import numpy as np
 
 from ..errors import RecipeError, require
 from ..volume import Volume
-from .base import Param, Step, param_error, register
+from .base import Param, Step, param_error
 
 
-@register
 @dataclass(frozen=True)
 class N4BiasCorrection(Step):
     """Correct a smooth multiplicative intensity bias (MR), keeping units; float32 output.

@@ -20,10 +20,9 @@ from typing import Any
 from ..geometry import Geometry, direction_from_code
 from ..processing.reorient import inverse_transform, orientation_transform, permute_array, permute_axes
 from ..volume import Volume
-from .base import Param, RunContext, Step, param_error, register
+from .base import Param, RunContext, Step, param_error
 
 
-@register
 @dataclass(frozen=True)
 class Reorient(Step):
     """Permute/flip the index axes to the orientation code ``to`` (see the module docstring)."""

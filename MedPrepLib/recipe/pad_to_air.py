@@ -1,0 +1,108 @@
+"""The ``pad_to_air`` recipe step: Set padding and out-of-field voxels to air, in the image's own units (HU for CT).
+
+See the class docstring for units and the record; parameters: ``docs/recipes.md``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..errors import RecipeError
+from ..processing.blockwise import blockwise
+from .base import Param, Step, output_array, param_error
+
+
+@dataclass(frozen=True)
+class PadToAir(Step):
+    """Set padding and out-of-field voxels to air, in the image's own units (HU for CT).
+
+    * voxels equal to the series' PixelPaddingValue, or to ``padding_value`` (image units) if
+      given. The DICOM loader keeps PixelPaddingValue as stored (``metadata
+      ["pixel_padding_value"]``, one value or a list) with the rescale it applied (``metadata
+      ["provenance"]["rescale"]``); it is mapped to image units by ``stored * slope +
+      intercept``. A per-slice rescale makes that ambiguous: give ``padding_value`` then;
+    * voxels at or below ``threshold`` (default -2000 HU: the out-of-field value of many
+      scanners, outside the reconstruction circle), unless ``"out_of_field": false``.
+
+    They become ``air`` (default -1000 HU). The dtype is kept. Labels are untouched.
+    """
+
+    op = "pad_to_air"
+    parameters = (
+        Param("padding_value", 'number, "metadata" or "none"', "metadata", "image units",
+              'voxels of this value become air; "metadata": the series\' PixelPaddingValue after rescale'),
+        Param("air", "number", -1000.0, "HU", "the value padding and out-of-field voxels get"),
+        Param("threshold", "number", -2000.0, "HU", "voxels at or below it are outside the field of view"),
+        Param("out_of_field", "true/false", True, "", "also set the voxels at or below 'threshold' to air"),
+    )
+    air: float = -1000.0
+    threshold: float = -2000.0
+    out_of_field: bool = True
+    padding_value: float | str = "metadata"
+
+    @classmethod
+    def from_params(cls, params, where):
+        p = cls.read(params, where)
+        pv = p.raw("padding_value")
+        if pv not in ("metadata", "none") and (isinstance(pv, bool) or not isinstance(pv, (int, float))):
+            raise param_error(where, "padding_value", f'must be a number, "metadata" or "none"; got {pv!r}')
+        step = cls(
+            air=p.number("air"),
+            threshold=p.number("threshold"),
+            out_of_field=p.boolean("out_of_field"),
+            padding_value=pv if isinstance(pv, str) else float(pv),
+        )
+        p.finish()
+        return step
+
+    def to_params(self):
+        return {
+            "op": self.op,
+            "air": self.air,
+            "threshold": self.threshold,
+            "out_of_field": self.out_of_field,
+            "padding_value": self.padding_value,
+        }
+
+    def apply(self, image, label, ctx):
+        pads: list[float] = []
+        if self.padding_value == "metadata":
+            pads = series_padding_values(image.metadata, ctx.where)
+        elif self.padding_value != "none":
+            pads = [float(self.padding_value)]
+        a = image.array
+        out = output_array(image, ctx, a.dtype)
+        air = a.dtype.type(self.air)
+        if a.dtype.kind in "iu" and not np.can_cast(np.min_scalar_type(int(self.air)), a.dtype):
+            raise RecipeError(f"{ctx.where}: air value {self.air:g} does not fit the image's {a.dtype}")
+
+        def fn(src, dst):
+            if src is not dst:
+                np.copyto(dst, src)
+            m = src <= self.threshold if self.out_of_field else np.zeros(src.shape, bool)
+            for pad in pads:
+                m |= src == pad
+            np.copyto(dst, air, where=m)
+            return int(np.count_nonzero(m))
+
+        replaced = sum(blockwise(fn, a, out))
+        record = {"padding_values": pads, "voxels_set_to_air": replaced}
+        return image.with_array(out), label, record
+
+
+def series_padding_values(metadata: dict, where: str) -> list[float]:
+    """PixelPaddingValue(s) of a loaded DICOM series in image units (see :class:`PadToAir`)."""
+    stored = metadata.get("pixel_padding_value")
+    if stored is None:
+        return []
+    stored = stored if isinstance(stored, list) else [stored]
+    rescale = (metadata.get("provenance") or {}).get("rescale") or {}
+    slope, intercept = rescale.get("slope", 1.0), rescale.get("intercept", 0.0)
+    if isinstance(slope, list) or isinstance(intercept, list):
+        raise RecipeError(
+            f"{where}: the series' rescale varies per slice, so its PixelPaddingValue has no single value in HU",
+            hint='give "padding_value" in image units, or "padding_value": "none"',
+        )
+    return [float(v) * float(slope) + float(intercept) for v in stored]
