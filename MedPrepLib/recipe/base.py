@@ -95,6 +95,8 @@ class Param:
     unit: str = ""
     doc: str = ""
     choices: tuple = ()
+    attribute: str = ""
+    """The step's attribute holding the value, when it is not ``name``."""
 
     @property
     def required(self) -> bool:
@@ -123,8 +125,17 @@ class Step:
         raise NotImplementedError
 
     def to_params(self) -> dict[str, Any]:
-        """The JSON parameters, including "op"; ``from_params`` of this gives an equal step."""
-        raise NotImplementedError
+        """The JSON parameters, including "op"; ``from_params`` of this gives an equal step.
+
+        Written from the declarations, in their order: every parameter whose value is not None
+        (tuples as lists). Steps whose parameters are alternatives (resample, window) override it.
+        """
+        d: dict[str, Any] = {"op": self.op}
+        for p in self.parameters:
+            value = getattr(self, p.attribute or p.name)
+            if value is not None:
+                d[p.name] = list(value) if isinstance(value, tuple) else value
+        return d
 
     def apply(self, image: Volume, label: Volume | None, ctx: RunContext) -> tuple[Volume, Volume | None, dict]:
         """Run the step; returns (image, label, record)."""

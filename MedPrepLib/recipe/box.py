@@ -161,5 +161,3 @@ class MarginBoxStep(BoxStep):
         p.finish()
         return step
 
-    def to_params(self) -> dict[str, Any]:
-        return {"op": self.op, "margin_mm": self.margin_mm}

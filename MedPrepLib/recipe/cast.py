@@ -40,8 +40,6 @@ class Cast(Step):
         p.finish()
         return step
 
-    def to_params(self):
-        return {"op": self.op, "dtype": self.dtype, "clip": self.clip}
 
     def apply(self, image, label, ctx):
         target = np.dtype(self.dtype)

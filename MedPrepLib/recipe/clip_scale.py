@@ -42,8 +42,6 @@ class ClipScale(Step):
         p.finish()
         return cls(min=lo, max=hi, out=tuple(out))
 
-    def to_params(self):
-        return {"op": self.op, "min": self.min, "max": self.max, "out": list(self.out)}
 
     def apply(self, image, label, ctx):
         check_finite(image, ctx.where)

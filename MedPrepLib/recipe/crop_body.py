@@ -40,8 +40,6 @@ class CropBody(BoxStep):
         p.finish()
         return step
 
-    def to_params(self) -> dict[str, Any]:
-        return {"op": self.op, "threshold_hu": self.threshold_hu, "margin_mm": self.margin_mm}
 
     def box(self, image, label, ctx, where):
         from scipy import ndimage

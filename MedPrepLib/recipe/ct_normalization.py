@@ -76,16 +76,6 @@ class CTNormalization(Step):
         p.finish()
         return step
 
-    def to_params(self):
-        d = {"op": self.op}
-        for k in _CT_KEYS:
-            if getattr(self, k) is not None:
-                d[k] = getattr(self, k)
-        if self.samples_per_case is not None:
-            d["samples_per_case"] = self.samples_per_case
-        d["seed"] = self.seed
-        d["channel"] = self.channel
-        return d
 
     # -- statistics pass ------------------------------------------------------------------
     def needs_statistics(self) -> bool:

@@ -69,15 +69,6 @@ class N4BiasCorrection(Step):
         p.finish()
         return step
 
-    def to_params(self):
-        return {
-            "op": self.op,
-            "shrink_factor": self.shrink_factor,
-            "iterations": list(self.iterations),
-            "convergence_threshold": self.convergence_threshold,
-            "control_points": self.control_points,
-            "mask": self.mask,
-        }
 
     def _mask(self, sitk, image_itk, image: Volume, label: Volume | None, ctx):
         if self.mask == "otsu":

@@ -24,8 +24,8 @@ class PadCrop(BoxStep):
     op = "pad_crop"
     parameters = (
         Param("shape", "[x, y, z] integers", unit="voxels", doc="the output size"),
-        Param("pad_value", 'number or "auto"', "auto", "image units", '"auto": the image minimum (labels get 0)'),
         Param("mode", "one of", "center", "", "where the box sits: centred, or random (seeded)", ("center", "random")),
+        Param("pad_value", 'number or "auto"', "auto", "image units", '"auto": the image minimum (labels get 0)', attribute="pad"),
     )
 
     shape: tuple[int, int, int] = (128, 128, 128)
@@ -42,9 +42,6 @@ class PadCrop(BoxStep):
         step = cls(shape=tuple(shape), mode=p.choice("mode"), pad=pad)
         p.finish()
         return step
-
-    def to_params(self) -> dict[str, Any]:
-        return {"op": self.op, "shape": list(self.shape), "mode": self.mode, "pad_value": self.pad}
 
     def pad_value(self, image: Volume) -> float | list[float]:
         if self.pad != "auto":

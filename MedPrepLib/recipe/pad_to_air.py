@@ -31,11 +31,11 @@ class PadToAir(Step):
 
     op = "pad_to_air"
     parameters = (
-        Param("padding_value", 'number, "metadata" or "none"', "metadata", "image units",
-              'voxels of this value become air; "metadata": the series\' PixelPaddingValue after rescale'),
         Param("air", "number", -1000.0, "HU", "the value padding and out-of-field voxels get"),
         Param("threshold", "number", -2000.0, "HU", "voxels at or below it are outside the field of view"),
         Param("out_of_field", "true/false", True, "", "also set the voxels at or below 'threshold' to air"),
+        Param("padding_value", 'number, "metadata" or "none"', "metadata", "image units",
+              'voxels of this value become air; "metadata": the series\' PixelPaddingValue after rescale'),
     )
     air: float = -1000.0
     threshold: float = -2000.0
@@ -57,14 +57,6 @@ class PadToAir(Step):
         p.finish()
         return step
 
-    def to_params(self):
-        return {
-            "op": self.op,
-            "air": self.air,
-            "threshold": self.threshold,
-            "out_of_field": self.out_of_field,
-            "padding_value": self.padding_value,
-        }
 
     def apply(self, image, label, ctx):
         pads: list[float] = []

@@ -46,8 +46,6 @@ class Reorient(Step):
         p.finish()
         return cls(to=code.upper())
 
-    def to_params(self) -> dict[str, Any]:
-        return {"op": self.op, "to": self.to}
 
     def apply(self, image: Volume, label: Volume | None, ctx: RunContext) -> tuple[Volume, Volume | None, dict]:
         perm, flips = orientation_transform(image.direction, self.to)

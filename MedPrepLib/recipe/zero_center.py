@@ -40,8 +40,6 @@ class ZeroCenter(Step):
         p.finish()
         return cls(mean=mean)
 
-    def to_params(self):
-        return {"op": self.op, "mean": self.mean}
 
     def needs_statistics(self) -> bool:
         return self.mean == "dataset"

@@ -58,11 +58,6 @@ class ZScore(Step):
         p.finish()
         return cls(mask=mask, fill_outside=fill)
 
-    def to_params(self):
-        d = {"op": self.op, "mask": self.mask}
-        if self.fill_outside is not None:
-            d["fill_outside"] = self.fill_outside
-        return d
 
     def _mask_source(self, image: Volume, label: Volume | None, ctx: RunContext, channel: np.ndarray):
         if self.mask == "all":
