@@ -677,8 +677,8 @@ def test_scan_accounts_for_every_file_and_convert_follows_the_contract(tmp_path,
     assert len(listing["series"]) == 3
     listed = sum(s["n_files"] for s in listing["series"]) + len(listing["skipped"])
     assert listed == len(all_files)  # hidden files too are listed as skipped
-    assert {s["reason"] for s in listing["skipped"]} == {"not_dicom"}
-    assert len(listing["skipped"]) == 3
+    reasons = sorted((s["path"].rsplit("/", 1)[-1], s["reason"]) for s in listing["skipped"])
+    assert reasons == [(".hidden.dcm", "not_dicom"), ("empty.dcm", "empty"), ("notes.dcm", "not_dicom")]
     by_size = {s["n_files"]: s for s in listing["series"]}
     assert by_size[4]["shape"] == [COLS, ROWS, 4] and by_size[4]["warnings"] == []
     assert by_size[5]["spacing"][2] == pytest.approx(2.5 * math.cos(math.radians(20)), abs=1e-3)
@@ -744,7 +744,8 @@ def test_file_cut_anywhere_is_skipped_with_a_reason_never_loaded(tmp_path):
         cut.write_bytes(data[:n])
         with pytest.raises(SkipFile) as info:
             read_header(str(cut))
-        assert info.value.reason in {"not_dicom", "unreadable", "truncated", "no_pixel_data"}, n
+        assert info.value.reason in {"not_dicom", "unreadable", "truncated", "no_pixel_data", "empty"}, n
+        assert (info.value.reason == "empty") == (n == 0), n  # cut to nothing is an empty file
         if sop_class_at < n < sop_class_at + 20 or n > len(data) - ROWS * COLS * 2:
             assert info.value.reason == "truncated", (n, info.value)
     # a folder with a file cut inside its header: scan says truncated, the rest loads
