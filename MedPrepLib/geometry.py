@@ -31,7 +31,16 @@ import numpy as np
 from .errors import InvalidImageError
 
 LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0])
-"""Change of frame between LPS and RAS (its own inverse)."""
+"""Change of frame between LPS and RAS (its own inverse): the one LPS <-> RAS conversion.
+
+Everything that changes frame uses it: :meth:`Geometry.affine_ras` / :meth:`Geometry.ijk_to_ras`,
+:meth:`Geometry.from_affine_ras`, :func:`lps_to_ras` and the Slicer module's volume-node glue.
+"""
+
+_LPS_TO_RAS_4X4 = np.eye(4)
+_LPS_TO_RAS_4X4[:3, :3] = LPS_TO_RAS
+LPS_TO_RAS.flags.writeable = False
+_LPS_TO_RAS_4X4.flags.writeable = False
 
 _AXIS_LETTERS = {  # LPS unit vectors and the letter of the direction they point to
     0: ("L", "R"),
@@ -138,7 +147,7 @@ class Geometry:
 
     def affine_ras(self) -> np.ndarray:
         """4x4 matrix mapping (i, j, k, 1) to RAS mm — NIfTI's sform for an (x, y, z) array."""
-        return np.diag([-1.0, -1.0, 1.0, 1.0]) @ self.affine_lps()
+        return _LPS_TO_RAS_4X4 @ self.affine_lps()
 
     def ijk_to_ras(self) -> np.ndarray:
         """Slicer's IJKToRAS matrix for this grid (IJK = (x, y, z) voxel index)."""
@@ -163,7 +172,7 @@ class Geometry:
     @classmethod
     def from_affine_ras(cls, affine: np.ndarray, size: Sequence[int]) -> Geometry:
         """Geometry from a 4x4 index-to-RAS affine (NIfTI sform, Slicer IJKToRAS)."""
-        return cls.from_affine_lps(np.diag([-1.0, -1.0, 1.0, 1.0]) @ np.asarray(affine, float), size)
+        return cls.from_affine_lps(_LPS_TO_RAS_4X4 @ np.asarray(affine, float), size)
 
     # -- point transforms -----------------------------------------------------------------
     def index_to_physical(self, index) -> np.ndarray:
@@ -289,9 +298,7 @@ def direction_from_code(code: str) -> np.ndarray:
 
 def lps_to_ras(points) -> np.ndarray:
     """Flip the first two coordinates: LPS mm to RAS mm (or back), shape (..., 3)."""
-    p = np.array(points, dtype=np.float64)
-    p[..., :2] *= -1
-    return p
+    return np.asarray(points, dtype=np.float64) * LPS_TO_RAS.diagonal()
 
 
 ras_to_lps = lps_to_ras

@@ -39,6 +39,7 @@ log = logging.getLogger(__name__)
 
 READ_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd", ".hdr", ".img", ".mnc")
 WRITE_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd")
+"""Every format :func:`write_image` writes — the one list; other lists of output formats filter it."""
 
 
 def image_suffix(path: str | os.PathLike) -> str:
@@ -63,6 +64,10 @@ def _companion_files(path: Path) -> list[Path]:
     if suffix == ".nhdr":
         return [path.with_name(stem + ".raw"), path.with_name(stem + ".raw.gz")]
     return []
+
+
+ONE_FILE_WRITE_SUFFIXES = tuple(s for s in WRITE_SUFFIXES if not _companion_files(Path("image" + s)))
+"""The writable formats that are one file (not a detached ``.nhdr`` / ``.mhd`` header with its data file)."""
 
 
 def read_image(path: str | os.PathLike, *, allow_nonfinite: bool = False) -> Volume:

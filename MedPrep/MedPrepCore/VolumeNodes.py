@@ -1,4 +1,4 @@
-"""Slicer volume nodes <-> MedPrepLib volumes: the one place where Slicer's RAS meets MedPrep's LPS.
+"""Slicer volume nodes <-> MedPrepLib volumes: the one place where a node's IJKToRAS is read or made.
 
 Frames and orders
 -----------------
@@ -7,8 +7,10 @@ of the voxel IJK = (0, 0, 0)) and a 3x3 matrix whose columns are the **RAS** dir
 I, J and K axes; together they make IJKToRAS. IJK is the (x, y, z) voxel index — the same index
 SimpleITK and MedPrepLib use — so a MedPrepLib :class:`~MedPrepLib.geometry.Geometry` (LPS) is the
 same grid with the first two rows of the direction matrix and the first two origin coordinates
-negated (:data:`MedPrepLib.geometry.LPS_TO_RAS`); size and spacing are shared.
-``Geometry.ijk_to_ras()`` is exactly the node's IJKToRAS (the tests check it).
+negated; size and spacing are shared. The flip itself is MedPrepLib's one LPS <-> RAS change of
+frame (:data:`MedPrepLib.geometry.LPS_TO_RAS`, which ``Geometry.ijk_to_ras()`` and
+``Geometry.from_affine_ras()`` use too); this module only applies it to the parts of a node's
+grid. ``Geometry.ijk_to_ras()`` is exactly the node's IJKToRAS (the tests check it).
 
 The conversion goes through spacing, origin and directions separately, not through the 4x4
 matrix, so that a round trip node -> volume -> node is bit-exact (recovering spacing from the
@@ -85,9 +87,10 @@ def _nodeGeometry(volumeNode, imageData, transformPolicy: str) -> Geometry:
         # The first stored voxel sits at IJK = extent start, not at 0: move the origin there.
         originRAS = originRAS + directions @ (np.array(spacing) * extentStart)
 
+    geometry = geometryFromIJKToRAS(spacing, originRAS, directions, size)
     transformNode = volumeNode.GetParentTransformNode()
     if transformNode is None:
-        return geometryFromIJKToRAS(spacing, originRAS, directions, size)
+        return geometry
 
     if transformPolicy == "refuse":
         raise InputError(
@@ -106,11 +109,8 @@ def _nodeGeometry(volumeNode, imageData, transformPolicy: str) -> Geometry:
     toWorld = vtk.vtkMatrix4x4()
     transformNode.GetMatrixTransformToWorld(toWorld)
     toWorldArray = np.array([[toWorld.GetElement(r, c) for c in range(4)] for r in range(4)])
-    ijkToRAS = np.eye(4)
-    ijkToRAS[:3, :3] = directions @ np.diag(spacing)
-    ijkToRAS[:3, 3] = originRAS
     # from_affine_ras refuses a sheared result (a volume needs an orthogonal grid).
-    return Geometry.from_affine_ras(toWorldArray @ ijkToRAS, size)
+    return Geometry.from_affine_ras(toWorldArray @ geometry.ijk_to_ras(), size)
 
 
 def volumeFromNode(volumeNode, *, transformPolicy: str = "refuse") -> Volume:

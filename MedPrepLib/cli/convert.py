@@ -1,7 +1,7 @@
 """``medprep convert INPUT OUTPUT [--series ID] [--geometry-policy resample|reject] [--overwrite]``.
 
-INPUT is a DICOM folder, a DICOM file or any image file MedPrep reads; OUTPUT is .nii.gz,
-.nii, .nrrd or .mha. Values are written faithfully (stored x slope + intercept, padding not
+INPUT is a DICOM folder, a DICOM file or any image file MedPrep reads; OUTPUT is one file in a
+format MedPrep writes (:data:`OUTPUT_SUFFIXES`). Values are written faithfully (stored x slope + intercept, padding not
 masked). A 4D stack becomes a 4D NIfTI (x, y, z, t) or a vector image in NRRD/MHA. Errors
 leave no OUTPUT behind (writes go to a temporary name in the same folder, then rename).
 """
@@ -14,11 +14,21 @@ import warnings
 from contextlib import contextmanager
 from pathlib import Path
 
-from ..atomic import check_writable
 from ..errors import InputError
+from ..imageio import ONE_FILE_WRITE_SUFFIXES, check_image_output, image_suffix
 from ..progress import as_progress
 
-OUTPUT_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".mha")
+OUTPUT_SUFFIXES = ONE_FILE_WRITE_SUFFIXES
+"""What convert writes: MedPrep's writable formats (``imageio.WRITE_SUFFIXES``) that are one file.
+
+A detached ``.nhdr`` / ``.mhd`` header is refused: it would put a second file, its data file,
+beside the OUTPUT the user named, which convert neither names nor reports.
+"""
+
+
+def _spoken(suffixes) -> str:
+    """``.a, .b or .c``"""
+    return ", ".join(suffixes[:-1]) + " or " + suffixes[-1]
 
 
 def add_parser(sub) -> None:
@@ -29,7 +39,7 @@ def add_parser(sub) -> None:
         "stacks needs --series (the error lists the ids; `medprep scan DIR` shows them too).",
     )
     p.add_argument("input", help="DICOM folder, DICOM file, or image file (.nii, .nii.gz, .nrrd, .mha, ...)")
-    p.add_argument("output", help="output image: .nii.gz, .nii, .nrrd or .mha")
+    p.add_argument("output", help="output image: " + _spoken(OUTPUT_SUFFIXES))
     p.add_argument("--series", default=None, help="stack id (from `medprep scan`) or SeriesInstanceUID to convert")
     p.add_argument(
         "--geometry-policy",
@@ -42,11 +52,10 @@ def add_parser(sub) -> None:
 
 
 def _output_suffix(path: str) -> str:
-    name = path.lower()
-    for suffix in OUTPUT_SUFFIXES:
-        if name.endswith(suffix):
-            return suffix
-    raise InputError("unsupported output format", path=path, hint="name the output .nii.gz, .nii, .nrrd or .mha")
+    suffix = image_suffix(path)
+    if suffix not in OUTPUT_SUFFIXES:
+        raise InputError("unsupported output format", path=path, hint="name the output " + _spoken(OUTPUT_SUFFIXES))
+    return suffix
 
 
 @contextmanager
@@ -80,7 +89,7 @@ def run(args) -> int:
 
     output = Path(args.output)
     _output_suffix(args.output)  # refuses unsupported formats before any work
-    check_writable(output, overwrite=args.overwrite)
+    check_image_output(output, overwrite=args.overwrite)
     if not os.path.exists(args.input):
         raise InputError("no such file or folder", path=args.input)
     progress = as_progress(args.progress)
