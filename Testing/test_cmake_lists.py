@@ -147,6 +147,10 @@ def call_arguments(commands, command: str) -> dict[str, list[str]]:
     return keywords
 
 
+# The Slicer module's packages next to MedPrep.py: Qt-free glue, the panel, the self-test cases.
+MODULE_PACKAGES = ("MedPrepCore", "MedPrepGui", "MedPrepSelfTest")
+
+
 def _python_files(folder: Path) -> set[str]:
     return {str(p.relative_to(folder)) for p in folder.rglob("*.py") if "__pycache__" not in p.parts}
 
@@ -210,7 +214,10 @@ def test_module_cmake_lists_the_module_its_core_and_resources():
     call = call_arguments(commands, "slicerMacroBuildScriptedModule")
     assert call["NAME"] == ["${MODULE_NAME}"] and lists["MODULE_NAME"] == ["MedPrep"]
     scripts = {s.replace("${MODULE_NAME}", "MedPrep") for s in _scripts(call["SCRIPTS"], lists)}
-    expected = {"MedPrep.py"} | {f"MedPrepCore/{n}" for n in _python_files(REPO / "MedPrep" / "MedPrepCore")}
+    expected = {"MedPrep.py"} | {
+        f"{package}/{n}" for package in MODULE_PACKAGES for n in _python_files(REPO / "MedPrep" / package)
+    }
+    assert {p for p in _python_files(REPO / "MedPrep") if "/" in p} <= expected, "a module folder not in MODULE_PACKAGES"
     assert expected - scripts == set(), f"not compiled: {sorted(expected - scripts)}"
     assert {p for p in _python_files(REPO / "MedPrep") if "/" not in p} == {"MedPrep.py"}, (
         "Slicer loads every .py next to MedPrep.py as a module: put helpers in MedPrepCore/"
@@ -354,7 +361,8 @@ def test_built_tree_has_library_module_core_and_resources(built_extension):
         if data.is_file() and data.suffix not in (".py", ".pyc") and data.name != "CMakeLists.txt":
             assert (lib / "MedPrepLib" / data.relative_to(REPO / "MedPrepLib")).is_file(), f"{data} not copied"
     assert (lib / "MedPrep.py").is_file()
-    assert _python_files(lib / "MedPrepCore") == _python_files(REPO / "MedPrep" / "MedPrepCore")
+    for package in MODULE_PACKAGES:
+        assert _python_files(lib / package) == _python_files(REPO / "MedPrep" / package), package
     assert (lib / "Resources" / "UI" / "MedPrep.ui").read_bytes() == (REPO / "Resources/UI/MedPrep.ui").read_bytes()
     assert (lib / "Resources" / "Icons" / "MedPrep.png").read_bytes() == (
         REPO / "Resources/Icons/MedPrep.png"

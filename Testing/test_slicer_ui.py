@@ -1,14 +1,19 @@
-"""MedPrep.py, its .ui and its icon agree with each other; the module's logic runs on slicer-core.
+"""MedPrep.py, its panel (MedPrepGui), its .ui and its icon agree; the logic and self-test run on slicer-core.
 
-Static checks (no Slicer needed): every ``self.ui.<name>`` the module uses exists in
-``Resources/UI/MedPrep.ui``; every ``SlicerParameterName`` in the .ui names a field of
+Static checks (no Slicer needed): ``MedPrep.py`` stays thin and declares the template's classes;
+every ``self.ui.<name>`` the Qt-side code (``MedPrep.py``, ``MedPrepGui/``) uses exists in
+``Resources/UI/MedPrep.ui``; every call the panel makes of the logic names a method of
+``MedPrepLogic`` with keyword arguments it takes, and every callback the panel connects is one
+of its methods; every ``SlicerParameterName`` in the .ui names a field of
 ``MedPrepParameterNode`` and every field has a widget of a class Slicer's parameter-node
-wrapper can connect to that field's type; the combo-box choices are the ones the Qt-free core
-accepts; the icon is a valid 128 x 128 PNG.
+wrapper can connect to that field's type; the combo-box choices are the Qt-free core's lists
+(the export formats a filter of ``MedPrepLib.imageio.WRITE_SUFFIXES``); the icon is a valid
+128 x 128 PNG.
 
 With the slicer-core wheel: ``MedPrep.py`` itself is imported with stand-ins for the few
 application-only modules (``slicer.ScriptedLoadableModule``, ``slicer.parameterNodeWrapper``,
-``slicer.i18n``), and its ``MedPrepLogic`` and self-test run on a real MRML scene.
+``slicer.i18n``), and its ``MedPrepLogic`` and self-test run on a real MRML scene; the self-test
+case files import with qt and ctk blocked.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from __future__ import annotations
 import ast
 import importlib.util
 import struct
+import subprocess
 import sys
 import types
 import xml.etree.ElementTree as ET
@@ -27,6 +33,10 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 MODULE_FILE = REPO / "MedPrep" / "MedPrep.py"
+PANEL_FILE = REPO / "MedPrep" / "MedPrepGui" / "Panel.py"
+PARAMETER_FILE = REPO / "MedPrep" / "MedPrepGui" / "ParameterNode.py"
+CORE_LOGIC_FILE = REPO / "MedPrep" / "MedPrepCore" / "ModuleLogic.py"
+QT_SIDE_FILES = [MODULE_FILE, *sorted((REPO / "MedPrep" / "MedPrepGui").glob("*.py"))]
 UI_FILE = REPO / "Resources" / "UI" / "MedPrep.ui"
 ICON_FILE = REPO / "Resources" / "Icons" / "MedPrep.png"
 
@@ -59,18 +69,47 @@ def ui_widgets() -> dict[str, dict]:
     return widgets
 
 
-def module_tree() -> ast.Module:
-    return ast.parse(MODULE_FILE.read_text(), str(MODULE_FILE))
+def module_tree(path: Path = MODULE_FILE) -> ast.Module:
+    return ast.parse(path.read_text(), str(path))
+
+
+def qt_side_trees() -> list[ast.Module]:
+    """The parsed Qt-side files: MedPrep.py and every file of MedPrepGui/."""
+    return [module_tree(path) for path in QT_SIDE_FILES]
+
+
+def class_defs(path: Path) -> dict[str, ast.ClassDef]:
+    return {n.name: n for n in module_tree(path).body if isinstance(n, ast.ClassDef)}
+
+
+def parameter_class() -> ast.ClassDef:
+    node = class_defs(PARAMETER_FILE).get("MedPrepParameterNode")
+    assert node is not None, f"MedPrepParameterNode not found in {PARAMETER_FILE}"
+    return node
 
 
 def parameter_fields() -> dict[str, ast.expr]:
-    """{field name: annotation AST} of the MedPrepParameterNode class in MedPrep.py."""
-    for node in module_tree().body:
-        if isinstance(node, ast.ClassDef) and node.name == "MedPrepParameterNode":
-            decorators = [ast.unparse(d) for d in node.decorator_list]
-            assert "parameterNodeWrapper" in decorators
-            return {s.target.id: s.annotation for s in node.body if isinstance(s, ast.AnnAssign)}
-    raise AssertionError("MedPrepParameterNode not found in MedPrep.py")
+    """{field name: annotation AST} of the MedPrepParameterNode class in MedPrepGui/ParameterNode.py."""
+    node = parameter_class()
+    decorators = [ast.unparse(d) for d in node.decorator_list]
+    assert "parameterNodeWrapper" in decorators
+    return {s.target.id: s.annotation for s in node.body if isinstance(s, ast.AnnAssign)}
+
+
+def _choices(expr: ast.expr) -> list:
+    """The values of a ``Choice(...)`` argument: a literal, or ``list(NAME)`` with NAME imported from MedPrepCore."""
+    if isinstance(expr, ast.Call) and ast.unparse(expr.func) == "list" and isinstance(expr.args[0], ast.Name):
+        name = expr.args[0].id
+        for node in module_tree(PARAMETER_FILE).body:
+            if isinstance(node, ast.ImportFrom) and any(a.name == name for a in node.names):
+                assert node.module.startswith("MedPrepCore."), f"{name} must come from the Qt-free core"
+                sys.path.insert(0, str(REPO / "MedPrep"))
+                try:
+                    return list(getattr(importlib.import_module(node.module), name))
+                finally:
+                    sys.path.remove(str(REPO / "MedPrep"))
+        raise AssertionError(f"{name} is not imported in {PARAMETER_FILE.name}")
+    return ast.literal_eval(expr)
 
 
 def field_kind(annotation: ast.expr) -> tuple[str, list | None]:
@@ -79,7 +118,7 @@ def field_kind(annotation: ast.expr) -> tuple[str, list | None]:
     if text.startswith("Annotated["):
         for extra in annotation.slice.elts[1:]:
             if isinstance(extra, ast.Call) and ast.unparse(extra.func) == "Choice":
-                return "choice", ast.literal_eval(extra.args[0])
+                return "choice", _choices(extra.args[0])
         return field_kind(annotation.slice.elts[0])[0], None
     if text.startswith("vtkMRML"):
         return "node", None
@@ -92,22 +131,35 @@ def field_kind(annotation: ast.expr) -> tuple[str, list | None]:
 
 
 def test_module_file_compiles():
-    compile(MODULE_FILE.read_text(), str(MODULE_FILE), "exec")
+    for path in QT_SIDE_FILES:
+        compile(path.read_text(), str(path), "exec")
+
+
+def test_module_file_is_thin():
+    """MedPrep.py declares the module and nothing else; the panel, the work and the tests live in packages."""
+    lines = MODULE_FILE.read_text().splitlines()
+    assert len(lines) <= 120, f"MedPrep.py has {len(lines)} lines: move code into MedPrepGui/ or MedPrepCore/"
+    top = [n for n in module_tree().body if isinstance(n, (ast.ClassDef, ast.FunctionDef))]
+    assert {n.name for n in top} == {"_makeMedPrepImportable", "MedPrep", "MedPrepWidget", "MedPrepLogic", "MedPrepTest"}
 
 
 def test_module_defines_the_template_classes():
     classes = {n.name: [ast.unparse(b) for b in n.bases] for n in module_tree().body if isinstance(n, ast.ClassDef)}
     assert classes["MedPrep"] == ["ScriptedLoadableModule"]
     assert classes["MedPrepWidget"][0] == "ScriptedLoadableModuleWidget"
-    assert classes["MedPrepLogic"] == ["ScriptedLoadableModuleLogic"]
+    # Slicer's logic base first (parameter node, module name), then the Qt-free operations
+    assert classes["MedPrepLogic"] == ["ScriptedLoadableModuleLogic", "ModuleLogic"]
     assert classes["MedPrepTest"] == ["ScriptedLoadableModuleTest"]
-    assert "MedPrepParameterNode" in classes
+    assert "MedPrepParameterNode" in class_defs(PARAMETER_FILE)
+    imported = {a.name for n in module_tree().body if isinstance(n, ast.ImportFrom) for a in n.names}
+    assert {"MedPrepParameterNode", "ModuleLogic"} <= imported  # so MedPrep.MedPrepParameterNode is the class
 
 
 def test_every_ui_attribute_the_module_uses_exists_in_the_ui_file():
     used = {
         node.attr
-        for node in ast.walk(module_tree())
+        for tree in qt_side_trees()
+        for node in ast.walk(tree)
         if isinstance(node, ast.Attribute)
         and isinstance(node.value, ast.Attribute)
         and node.value.attr == "ui"
@@ -116,7 +168,55 @@ def test_every_ui_attribute_the_module_uses_exists_in_the_ui_file():
     }
     assert {"applyButton", "exportButton", "statusLabel"} <= used  # the walk finds them
     missing = used - set(ui_widgets())
-    assert not missing, f"MedPrep.py uses self.ui.{sorted(missing)} which MedPrep.ui does not define"
+    assert not missing, f"the Qt-side code uses self.ui.{sorted(missing)} which MedPrep.ui does not define"
+
+
+def _method_parameters(path: Path, className: str) -> dict[str, set[str]]:
+    """{method: names of its parameters} of a class."""
+    cls = class_defs(path)[className]
+    out = {}
+    for node in cls.body:
+        if isinstance(node, ast.FunctionDef):
+            a = node.args
+            out[node.name] = {x.arg for x in a.posonlyargs + a.args + a.kwonlyargs}
+    return out
+
+
+def test_every_call_the_panel_makes_of_the_logic_is_a_logic_method_with_those_arguments():
+    methods = _method_parameters(CORE_LOGIC_FILE, "ModuleLogic") | _method_parameters(MODULE_FILE, "MedPrepLogic")
+    calls = [
+        node
+        for node in ast.walk(module_tree(PANEL_FILE))
+        if isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Attribute)
+        and ast.unparse(node.func.value) == "self.logic"
+    ]
+    assert {c.func.attr for c in calls} >= {"getParameterNode", "process", "exportVolume"}  # the walk finds them
+    for call in calls:
+        name = call.func.attr
+        assert name in methods, f"the panel calls logic.{name}, which MedPrepLogic does not have"
+        unknown = {k.arg for k in call.keywords} - methods[name]
+        assert not unknown, f"logic.{name} takes no {sorted(unknown)}"
+        assert len(call.args) <= len(methods[name]) - 1, f"logic.{name}: too many positional arguments"
+
+
+def test_every_callback_the_panel_connects_is_one_of_its_methods():
+    panel = class_defs(PANEL_FILE)["MedPrepPanel"]
+    methods = {n.name for n in panel.body if isinstance(n, ast.FunctionDef)}
+    referenced = {
+        node.attr
+        for node in ast.walk(panel)
+        if isinstance(node, ast.Attribute)
+        and isinstance(node.value, ast.Name)
+        and node.value.id == "self"
+        and isinstance(node.ctx, ast.Load)
+        and node.attr.startswith(("on", "_update"))
+    }
+    assert {"onApplyButton", "onExportButton", "onSceneStartClose", "_updateButtons"} <= referenced
+    assert referenced - methods == set()
+    widgetMethods = _method_parameters(MODULE_FILE, "MedPrepWidget")
+    forwarded = {"cleanup", "enter", "exit"}
+    assert forwarded <= set(widgetMethods) and forwarded <= methods  # the module widget forwards its life cycle
 
 
 def test_user_visible_strings_are_translatable():
@@ -135,7 +235,7 @@ def test_user_visible_strings_are_translatable():
         return not isinstance(value, (ast.Constant, ast.JoinedStr))  # a variable, not a literal
 
     checked = 0
-    for node in ast.walk(module_tree()):
+    for node in (n for tree in qt_side_trees() for n in ast.walk(tree)):
         if isinstance(node, ast.Assign):
             for target in node.targets:
                 if isinstance(target, ast.Attribute) and target.attr in visible:
@@ -171,9 +271,17 @@ def test_combo_box_choices_are_what_the_core_accepts():
         from MedPrepCore import Processing, VolumeNodes
     finally:
         sys.path.remove(str(REPO / "MedPrep"))
+    from MedPrepLib.imageio import WRITE_SUFFIXES
+
     fields = parameter_fields()
     assert field_kind(fields["transformPolicy"]) == ("choice", list(VolumeNodes.TRANSFORM_POLICIES))
     assert field_kind(fields["outputFormat"]) == ("choice", list(Processing.EXPORT_FORMATS))
+    # one list of output formats: the panel's is a filter of MedPrepLib's, in its order
+    assert list(Processing.EXPORT_FORMATS) == [s for s in WRITE_SUFFIXES if s in Processing.EXPORT_FORMATS]
+    assert ".nii.gz" in Processing.EXPORT_FORMATS
+    defaults = {s.target.id: s.value for s in parameter_class().body if isinstance(s, ast.AnnAssign) and s.value}
+    assert ast.literal_eval(defaults["transformPolicy"]) in VolumeNodes.TRANSFORM_POLICIES
+    assert ast.literal_eval(defaults["outputFormat"]) in Processing.EXPORT_FORMATS
 
 
 def test_ui_declares_its_custom_widgets_and_scene_connection():
@@ -302,10 +410,75 @@ def test_logic_export_writes_into_the_folder_and_refuses_bad_folders(medprep, sc
 def test_module_self_test_runs_on_slicer_core(medprep, scene):
     """MedPrepTest as Slicer runs it (Slicer's loadVolume stood in by the storage node it uses)."""
     pytest.importorskip("MedPrepLib.imageio", reason="MedPrepLib.imageio is not there yet")
+    from MedPrepSelfTest import VolumeRoundTripTestCase
+
+    case = VolumeRoundTripTestCase.VolumeRoundTripTestCase("test_ObliqueVolumeRoundTrip", medprep.MedPrepLogic)
+    case.setUp()
+    case.test_ObliqueVolumeRoundTrip()
+    assert scene.GetNumberOfNodesByClass("vtkMRMLScalarVolumeNode") == 2
+    case.setUp()
+    assert scene.GetNumberOfNodesByClass("vtkMRMLScalarVolumeNode") == 0  # setUp clears the scene
     test = medprep.MedPrepTest()
     test.setUp()
-    test.test_ObliqueVolumeRoundTrip()
-    assert scene.GetNumberOfNodesByClass("vtkMRMLScalarVolumeNode") == 2
-    test.setUp()
-    assert scene.GetNumberOfNodesByClass("vtkMRMLScalarVolumeNode") == 0  # setUp clears the scene
-    test.runTest()  # every test method, in Slicer's order
+    assert scene.GetNumberOfNodesByClass("vtkMRMLScalarVolumeNode") == 0
+    test.runTest()  # every case file, as Slicer runs it
+
+
+@pytest.mark.slicer
+def test_self_test_runs_every_case_file_and_reports_a_failure(medprep, scene, capsys, monkeypatch):
+    """MedPrepTest runs each *TestCase.py (none forgotten) and fails, naming the case, when one fails."""
+    pytest.importorskip("MedPrepLib.imageio", reason="MedPrepLib.imageio is not there yet")
+    import MedPrepSelfTest
+
+    files = sorted(p.stem for p in (REPO / "MedPrep" / "MedPrepSelfTest").glob("*TestCase.py"))
+    assert [m.rpartition(".")[2] for m in MedPrepSelfTest.caseModules()] == files and len(files) >= 3
+    assert {c.__name__ for c in MedPrepSelfTest.caseClasses()} == set(files)
+    result = MedPrepSelfTest.runCases(medprep.MedPrepLogic, print)
+    assert result.testsRun == 3 and "Export to NRRD and read back" in capsys.readouterr().out
+
+    class BrokenLogic(medprep.MedPrepLogic):
+        def exportVolume(self, *args, **kwargs):  # writes nothing
+            return Path(scene.GetRootDirectory()) / "nothing.nrrd"
+
+    with pytest.raises(AssertionError, match=r"1 of 3 failed[\s\S]*ExportTestCase\.test_ExportReadsBackWithSameGeometry"):
+        MedPrepSelfTest.runCases(BrokenLogic, print)
+    monkeypatch.setattr(MedPrepSelfTest, "caseClasses", list)  # case files that define no case
+    with pytest.raises(AssertionError, match="no test cases found"):
+        MedPrepSelfTest.runCases(medprep.MedPrepLogic, print)
+
+
+@pytest.mark.slicer
+def test_self_test_cases_import_without_qt(slicer_core):
+    """The case files import under slicer-core with qt, ctk and Slicer's application modules blocked."""
+    code = (
+        "import sys\n"
+        "for name in ('qt', 'ctk', 'slicer.ScriptedLoadableModule', 'slicer.parameterNodeWrapper', 'slicer.i18n'):\n"
+        "    sys.modules[name] = None  # an import of any of them raises ImportError\n"
+        f"sys.path[:0] = [{str(REPO)!r}, {str(REPO / 'MedPrep')!r}]\n"
+        "import MedPrepSelfTest, MedPrepCore.ModuleLogic\n"
+        "print(sorted(c.__name__ for c in MedPrepSelfTest.caseClasses()))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "VolumeRoundTripTestCase" in result.stdout and "ExportTestCase" in result.stdout
+
+
+@pytest.mark.slicer
+def test_core_logic_runs_on_a_plain_scene_without_stand_ins(slicer_core, tmp_path):
+    """MedPrepCore.ModuleLogic, the body of MedPrepLogic, needs no application at all."""
+    sys.path.insert(0, str(REPO / "MedPrep"))
+    try:
+        from MedPrepCore import SampleVolumes, VolumeNodes
+        from MedPrepCore.ModuleLogic import ModuleLogic
+    finally:
+        sys.path.remove(str(REPO / "MedPrep"))
+    from MedPrepLib.errors import MedPrepError
+
+    scene = application_stand_ins.newScene()
+    volume = SampleVolumes.obliqueVolume(np.int16)
+    logic = ModuleLogic(scene)
+    out = logic.process(VolumeNodes.nodeFromVolume(scene, volume, "CT"))
+    assert out.GetScene() is scene and logic.volume(out).geometry == volume.geometry
+    assert logic.exportVolume(out, tmp_path, outputFormat=".nrrd") == tmp_path / "CT_MedPrep.nrrd"
+    with pytest.raises(MedPrepError, match="no scene"):
+        ModuleLogic().loadDicom(tmp_path)

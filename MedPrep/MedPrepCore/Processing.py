@@ -4,12 +4,13 @@
   over it (:mod:`MedPrepLib.recipe`) and put the result into a new node of the same scene, with
   the run's provenance (JSON) in the node attribute :data:`PROVENANCE_ATTRIBUTE`;
 * :func:`exportVolumeNode` — write a volume node to an image file through MedPrepLib
-  (geometry exact, atomic write, never overwriting without ``overwrite=True``).
+  (geometry exact, atomic write, never overwriting without ``overwrite=True``);
+  :func:`exportVolumeNodeToFolder` names the file after the node, in a given folder.
 
 Both report through ``progressCallback(label, fraction) -> True to cancel`` (raising
 :class:`~MedPrepLib.errors.CancelledError`) and raise MedPrep errors on bad input. The module's
-logic (``MedPrepLogic`` in ``MedPrep.py``) is a thin shell over these; batch scripts may call
-them directly.
+logic (``MedPrepLogic`` in ``MedPrep.py``, through :mod:`MedPrepCore.ModuleLogic`) is a thin
+shell over these; batch scripts may call them directly.
 """
 
 from __future__ import annotations
@@ -21,12 +22,20 @@ import re
 from typing import Any
 
 from MedPrepLib.errors import ExportError, RecipeError
+from MedPrepLib.imageio import ONE_FILE_WRITE_SUFFIXES
 from MedPrepLib.progress import ProgressCallback, as_progress
 
 from . import VolumeNodes
 
-EXPORT_FORMATS = (".nii.gz", ".nrrd", ".mha")
-"""File endings the panel offers for export (MedPrepLib.imageio writes them losslessly)."""
+EXPORT_FORMATS = tuple(suffix for suffix in ONE_FILE_WRITE_SUFFIXES if suffix != ".nii")
+"""File endings the module exports to: MedPrepLib's writable formats
+(:data:`MedPrepLib.imageio.WRITE_SUFFIXES`), filtered.
+
+Only one-file formats (:data:`~MedPrepLib.imageio.ONE_FILE_WRITE_SUFFIXES`): Export writes and
+reports one path, and a detached ``.nhdr`` / ``.mhd`` header would put a second, unnamed data
+file beside it that is easily left behind when the file is moved or shared. And not ``.nii``:
+it holds the same as ``.nii.gz``, uncompressed, so the panel offers the compressed one only.
+"""
 
 PROVENANCE_ATTRIBUTE = "MedPrep.provenance"
 """Node attribute holding the JSON provenance of the recipe run that made the node."""
@@ -115,7 +124,7 @@ def exportVolumeNode(
     transformPolicy: str = "refuse",
     progressCallback: ProgressCallback | None = None,
 ) -> pathlib.Path:
-    """Write ``inputVolume`` to ``outputPath`` (.nii.gz, .nii, .nrrd, .mha, .mhd); returns the path.
+    """Write ``inputVolume`` to ``outputPath`` (any of ``MedPrepLib.imageio.WRITE_SUFFIXES``); returns the path.
 
     Voxels are written as stored, the grid in LPS as the file format expects. An existing file
     is an :class:`~MedPrepLib.errors.OutputExistsError` unless ``overwrite``; the output folder
@@ -130,3 +139,34 @@ def exportVolumeNode(
     written = write_image(volume, outputPath, overwrite=overwrite)
     progress.update("Done", 1.0)
     return pathlib.Path(written)
+
+
+def exportVolumeNodeToFolder(
+    inputVolume,
+    outputFolder: str | os.PathLike,
+    *,
+    outputFormat: str = ".nii.gz",
+    overwrite: bool = False,
+    transformPolicy: str = "refuse",
+    progressCallback: ProgressCallback | None = None,
+) -> pathlib.Path:
+    """Write ``inputVolume`` into the existing ``outputFolder`` as ``<volume name><outputFormat>``.
+
+    The file name comes from :func:`exportFileName` (``outputFormat`` one of
+    :data:`EXPORT_FORMATS`); the rest is :func:`exportVolumeNode`. An unset (``""``, ``"."``) or
+    missing folder and a missing volume are an :class:`~MedPrepLib.errors.ExportError`, before
+    anything is read or written. Returns the path written.
+    """
+    folder = pathlib.Path(outputFolder)
+    if str(outputFolder) in ("", ".") or not folder.is_dir():
+        raise ExportError("the output folder does not exist", path=folder, hint="choose an existing folder")
+    if inputVolume is None:
+        raise ExportError("no input volume given", hint="select a volume")
+    outputPath = folder / exportFileName(inputVolume.GetName(), outputFormat)
+    return exportVolumeNode(
+        inputVolume,
+        outputPath,
+        overwrite=overwrite,
+        transformPolicy=transformPolicy,
+        progressCallback=progressCallback,
+    )

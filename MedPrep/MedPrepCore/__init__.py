@@ -7,13 +7,17 @@ batch scripts, and under the ``slicer-core`` wheel in plain pytest.
 
 Modules:
 
+* :mod:`MedPrepCore.ModuleLogic` — ``ModuleLogic``, what the module does (the body of
+  ``MedPrepLogic``, which adds Slicer's parameter node to it);
 * :mod:`MedPrepCore.VolumeNodes` — volume node <-> :class:`MedPrepLib.Volume` (the only place
-  where Slicer's RAS meets MedPrep's LPS);
+  where a node's IJKToRAS is read or made);
 * :mod:`MedPrepCore.Processing` — what the module's logic does with a volume node: run it
   through MedPrep steps into a new node, or export it to an image file;
+* :mod:`MedPrepCore.DicomImport` — a DICOM folder or Slicer DICOM database into a volume node;
 * :mod:`MedPrepCore.SampleVolumes` — small synthetic volumes with an oblique, anisotropic grid
   for the self-test and the batch smoke test.
 
-It is a package (not a ``.py`` file next to ``MedPrep.py``) because Slicer treats every ``.py``
-file in a module folder as a candidate scripted module.
+The panel, which needs the application, is ``MedPrepGui`` next to this package; the self-test
+cases are ``MedPrepSelfTest``. It is a package (not a ``.py`` file next to ``MedPrep.py``)
+because Slicer treats every ``.py`` file in a module folder as a candidate scripted module.
 """

@@ -29,7 +29,7 @@ def modules() -> dict[str, types.ModuleType]:
 
     class ScriptedLoadableModuleLogic:
         def __init__(self, parent=None):
-            pass
+            super().__init__()  # as Slicer's does: a mixin's __init__ runs without arguments
 
     class ScriptedLoadableModuleTest(unittest.TestCase):
         def delayDisplay(self, message, msec=None):

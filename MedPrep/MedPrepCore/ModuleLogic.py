@@ -1,0 +1,108 @@
+"""``ModuleLogic``: what the MedPrep module does, without Qt — the body of ``MedPrepLogic``.
+
+``MedPrepLogic`` (``MedPrep.py``) is this class plus Slicer's ``ScriptedLoadableModuleLogic``
+(the parameter node); the panel, the Python console, batch scripts and the self-test call these
+methods. Each takes nodes and values as arguments, raises a MedPrep error
+(:class:`MedPrepLib.errors.MedPrepError`) on bad input and reports progress through
+``progressCallback(label, fraction) -> True to cancel`` (None in batch use). The scene that
+new nodes from DICOM go into is given once, to the constructor; results of a node go into that
+node's scene.
+"""
+
+from __future__ import annotations
+
+import os
+import pathlib
+
+from MedPrepLib.errors import MedPrepError
+from MedPrepLib.progress import ProgressCallback
+
+from . import DicomImport, Processing, VolumeNodes
+
+
+class ModuleLogic:
+    """The MedPrep module's operations; ``scene`` is the MRML scene that :meth:`loadDicom` fills.
+
+    ``scene`` may be given later (``MedPrepLogic`` sets ``slicer.mrmlScene``): Slicer's
+    ``ScriptedLoadableModuleLogic.__init__`` calls ``super().__init__()`` without arguments,
+    which reaches this constructor first.
+    """
+
+    def __init__(self, scene=None) -> None:
+        self.scene = scene
+
+    def volume(self, inputVolume, transformPolicy: str = "refuse"):
+        """The node's voxels and LPS grid as a ``MedPrepLib.Volume`` (array (z, y, x)).
+
+        See :func:`MedPrepCore.VolumeNodes.volumeFromNode`.
+        """
+        return VolumeNodes.volumeFromNode(inputVolume, transformPolicy=transformPolicy)
+
+    def findDicomStacks(self, source: str | os.PathLike, progressCallback: ProgressCallback | None = None):
+        """The image stacks (and skipped files, with reasons) of a DICOM folder or Slicer database."""
+        return DicomImport.findStacks(source, progressCallback)
+
+    def loadDicom(
+        self,
+        source: str | os.PathLike,
+        stackId: str | None = None,
+        geometryPolicy: str = "resample",
+        progressCallback: ProgressCallback | None = None,
+    ):
+        """Load a DICOM image stack into a new volume node (returned) with MedPrep's geometry rules.
+
+        ``source``: a folder of DICOM files, or a Slicer DICOM database folder (for the
+        application's own database: ``slicer.dicomDatabase.databaseDirectory``). ``stackId``: an id
+        from :meth:`findDicomStacks` (needed when the source holds several stacks). See
+        :func:`MedPrepCore.DicomImport.loadStackNode`.
+        """
+        if self.scene is None:
+            raise MedPrepError("this logic has no scene to load into", hint="create it as ModuleLogic(scene)")
+        return DicomImport.loadStackNode(
+            self.scene, source, stackId, geometryPolicy=geometryPolicy, progressCallback=progressCallback
+        )
+
+    def process(
+        self,
+        inputVolume,
+        recipe=None,
+        outputName: str | None = None,
+        transformPolicy: str = "refuse",
+        progressCallback: ProgressCallback | None = None,
+    ):
+        """Run ``inputVolume`` through a MedPrep ``recipe`` into a new volume node (returned).
+
+        ``recipe``: a ``MedPrepLib.recipe.Recipe``, its JSON dict, or a path to a recipe JSON
+        file; None (or an unset path) copies the volume unchanged. The recipe run's provenance
+        is stored as JSON in the output node's attribute "MedPrep.provenance". See
+        :func:`MedPrepCore.Processing.processVolumeNode`.
+        """
+        return Processing.processVolumeNode(
+            inputVolume,
+            recipe,
+            outputName=outputName,
+            transformPolicy=transformPolicy,
+            progressCallback=progressCallback,
+        )
+
+    def exportVolume(
+        self,
+        inputVolume,
+        outputFolder: str | os.PathLike,
+        outputFormat: str = ".nii.gz",
+        overwrite: bool = False,
+        transformPolicy: str = "refuse",
+        progressCallback: ProgressCallback | None = None,
+    ) -> pathlib.Path:
+        """Write ``inputVolume`` into ``outputFolder`` as ``<volume name><outputFormat>``; returns the path.
+
+        See :func:`MedPrepCore.Processing.exportVolumeNodeToFolder`.
+        """
+        return Processing.exportVolumeNodeToFolder(
+            inputVolume,
+            outputFolder,
+            outputFormat=outputFormat,
+            overwrite=overwrite,
+            transformPolicy=transformPolicy,
+            progressCallback=progressCallback,
+        )
