@@ -58,6 +58,11 @@ class MedPrepError(Exception):
         return " ".join(text.split())
 
 
+class ArgumentError(MedPrepError, ValueError):
+    """A MedPrep function was given an invalid argument (an unknown policy or interpolation, a
+    spacing that is not three positive numbers...). Also a ``ValueError``, as Python expects."""
+
+
 class InputError(MedPrepError):
     """An input file or folder cannot be used (missing, unreadable, unknown format)."""
 

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .errors import InvalidImageError
+from .errors import ArgumentError, InvalidImageError
 
 LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0])
 """Change of frame between LPS and RAS (its own inverse): the one LPS <-> RAS conversion.
@@ -283,14 +283,14 @@ def direction_from_code(code: str) -> np.ndarray:
     """
     code = code.upper()
     if len(code) != 3 or set(code) - set(_OPPOSITE):
-        raise ValueError(f"'{code}' is not an orientation code (three letters from L/R, P/A, S/I)")
+        raise ArgumentError(f"'{code}' is not an orientation code (three letters from L/R, P/A, S/I)")
     d = np.zeros((3, 3))
     rows_used = set()
     for col, letter in enumerate(code):
         for row, (pos, neg) in _AXIS_LETTERS.items():
             if letter in (pos, neg):
                 if row in rows_used:
-                    raise ValueError(f"orientation code '{code}' names the same patient axis twice")
+                    raise ArgumentError(f"orientation code '{code}' names the same patient axis twice")
                 rows_used.add(row)
                 d[row, col] = 1.0 if letter == pos else -1.0
     return d

@@ -34,6 +34,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import (
+    ArgumentError,
     DicomError,
     GeometryError,
     InputError,
@@ -111,7 +112,7 @@ def _log_files(stack_id: str, text: str, slices: Sequence[_Slice]) -> None:
 
 def _check_policy(policy: str) -> None:
     if policy not in GEOMETRY_POLICIES:
-        raise ValueError(f"geometry_policy must be one of {GEOMETRY_POLICIES}, got {policy!r}")
+        raise ArgumentError(f"geometry_policy must be one of {', '.join(GEOMETRY_POLICIES)}, got {policy!r}")
 
 
 def _collect(stack: Stack) -> list[_Slice]:

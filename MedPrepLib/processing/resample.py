@@ -42,7 +42,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from ..errors import InvalidImageError
+from ..errors import ArgumentError, InvalidImageError
 from ..geometry import Geometry
 from ..volume import Volume
 from .threads import Workers
@@ -77,7 +77,7 @@ def grid_for_spacing(geometry: Geometry, spacing: Sequence[float]) -> Geometry:
     """
     spacing = np.asarray(spacing, float)
     if spacing.shape != (3,) or np.any(spacing <= 0) or not np.all(np.isfinite(spacing)):
-        raise InvalidImageError(f"target spacing must be 3 positive numbers (x, y, z) in mm, got {spacing.tolist()}")
+        raise ArgumentError(f"target spacing must be 3 positive numbers (x, y, z) in mm, got {spacing.tolist()}")
     size = _round_half_up(np.array(geometry.size) * np.array(geometry.spacing) / spacing)
     return _centred(geometry, size, spacing)
 
@@ -90,7 +90,7 @@ def grid_for_shape(geometry: Geometry, size: Sequence[int]) -> Geometry:
     """
     size = np.asarray(size)
     if size.shape != (3,) or np.any(size < 1) or np.any(size != np.round(size)):
-        raise InvalidImageError(f"target shape must be 3 positive integers (x, y, z), got {size.tolist()}")
+        raise ArgumentError(f"target shape must be 3 positive integers (x, y, z), got {size.tolist()}")
     size = size.astype(int)
     spacing = np.array(geometry.spacing) * np.array(geometry.size) / size
     return _centred(geometry, size, spacing)
@@ -602,9 +602,12 @@ def resample(
     from ..progress import as_progress
 
     if interpolation not in IMAGE_INTERPOLATIONS + LABEL_INTERPOLATIONS:
-        raise ValueError(f"unknown interpolation {interpolation!r}")
+        raise ArgumentError(f"unknown interpolation {interpolation!r} (known: {', '.join(IMAGE_INTERPOLATIONS + LABEL_INTERPOLATIONS)})")
     if anisotropic_axis_interpolation not in ANISOTROPIC_AXIS_INTERPOLATIONS:
-        raise ValueError(f"unknown anisotropic_axis_interpolation {anisotropic_axis_interpolation!r}")
+        raise ArgumentError(
+            f"unknown anisotropic_axis_interpolation {anisotropic_axis_interpolation!r} "
+            f"(known: {', '.join(ANISOTROPIC_AXIS_INTERPOLATIONS)})"
+        )
     progress = as_progress(progress)
     source = volume.geometry
     kernels = _kernels(interpolation, source.spacing, anisotropic_axis_interpolation, anisotropy_threshold)
