@@ -529,8 +529,8 @@ def _outcome(fn, check) -> dict:
 
 def run_job(job: dict) -> None:
     """Run mutations ``job['start']``..``job['stop']`` and print one JSON line for each."""
-    from MedPrepLib.dicom.load import load_path
     from MedPrepLib.dicom.scan import scan_files
+    from MedPrepLib.sources import load_path
 
     bases = job["bases"]
     work = Path(job["work"])

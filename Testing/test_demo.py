@@ -10,10 +10,10 @@ import SimpleITK as sitk
 
 from MedPrepLib.cli import main
 from MedPrepLib.demo import dice
-from MedPrepLib.dicom.load import load_path
 from MedPrepLib.imageio import read_image
 from MedPrepLib.recipe import Recipe, run_recipe
 from MedPrepLib.sampledata import PADDING_STORED, chest_ct_phantom, write_ct_series
+from MedPrepLib.sources import load_path
 
 
 def test_phantom_has_chest_anatomy_in_hu():

@@ -13,7 +13,6 @@ pydicom = pytest.importorskip("pydicom")
 from dicom_factory import expected_stored, new_uid, save, write_ct_series, write_slice  # noqa: E402
 
 from MedPrepLib.dicom.header import SkipFile, read_header  # noqa: E402
-from MedPrepLib.dicom.load import load_path  # noqa: E402
 from MedPrepLib.dicom.scan import scan_files  # noqa: E402
 from MedPrepLib.errors import (  # noqa: E402
     DicomError,
@@ -21,6 +20,7 @@ from MedPrepLib.errors import (  # noqa: E402
     MissingDecoderError,
     SeriesSelectionError,
 )
+from MedPrepLib.sources import load_path  # noqa: E402
 
 pytestmark = pytest.mark.pydicom_dependent
 

@@ -20,9 +20,10 @@ from conftest import corpus_case_dir, corpus_cases
 nib = pytest.importorskip("nibabel")
 pydicom = pytest.importorskip("pydicom")
 
-from MedPrepLib.dicom.load import load_files, load_path, load_stack  # noqa: E402
+from MedPrepLib.dicom.load import load_stack  # noqa: E402
 from MedPrepLib.dicom.scan import scan_files  # noqa: E402
 from MedPrepLib.errors import GeometryError  # noqa: E402
+from MedPrepLib.sources import load_files, load_path  # noqa: E402
 
 pytestmark = [pytest.mark.corpus, pytest.mark.pydicom_dependent]
 

@@ -12,9 +12,9 @@ from dicom_factory import write_ct_series  # noqa: E402
 
 from MedPrepLib.dicom.fastheader import read_header_fast  # noqa: E402
 from MedPrepLib.dicom.header import SkipFile, read_header  # noqa: E402
-from MedPrepLib.dicom.load import load_path  # noqa: E402
 from MedPrepLib.dicom.scan import scan_files  # noqa: E402
 from MedPrepLib.errors import MedPrepError  # noqa: E402
+from MedPrepLib.sources import load_path  # noqa: E402
 
 
 @pytest.mark.parametrize("reader", [read_header, read_header_fast])

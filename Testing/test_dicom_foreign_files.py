@@ -15,8 +15,8 @@ import numpy as np
 import pydicom
 import pytest
 
-from MedPrepLib.dicom.load import load_path
 from MedPrepLib.errors import MedPrepError
+from MedPrepLib.sources import load_path
 
 
 def _shipped_files() -> list[str]:

@@ -269,7 +269,7 @@ def test_mutation_engine_walks_every_base_and_replays_exactly(tmp_path):
 
 def test_unmutated_bases_load(tmp_path):
     """The harness is sound: every base loads as a volume through the same entry points."""
-    from MedPrepLib.dicom.load import load_path
+    from MedPrepLib.sources import load_path
 
     for base in _synthetic_bases(tmp_path):
         volume = load_path(base["file"])
@@ -313,8 +313,8 @@ def test_non_finite_geometry_or_rescale_is_skipped_not_an_overflow(tmp_path, att
 
     from MedPrepLib.dicom.fastheader import read_header_fast
     from MedPrepLib.dicom.header import SkipFile, read_header
-    from MedPrepLib.dicom.load import load_path
     from MedPrepLib.errors import MedPrepError
+    from MedPrepLib.sources import load_path
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # pydicom warns about writing an invalid DS
@@ -347,8 +347,8 @@ def test_pixel_data_with_a_non_binary_vr_is_skipped(tmp_path, vr):
 
     from MedPrepLib.dicom.fastheader import read_header_fast
     from MedPrepLib.dicom.header import SkipFile, read_header
-    from MedPrepLib.dicom.load import load_path
     from MedPrepLib.errors import MedPrepError
+    from MedPrepLib.sources import load_path
 
     src = write_ct_series(tmp_path / "s", 1, rows=8, cols=8)[0]
     ds = pydicom.dcmread(str(src))

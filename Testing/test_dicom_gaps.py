@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from dicom_factory import new_uid, write_ct_series
 
-from MedPrepLib.dicom.load import load_path
 from MedPrepLib.errors import GeometryError
+from MedPrepLib.sources import load_path
 
 
 def test_three_missing_slices_are_bridged(tmp_path):
@@ -29,7 +29,7 @@ def test_a_range_gap_is_refused_with_the_numbers_even_when_resampling(tmp_path):
     message = str(exc.value)
     assert "95.000 mm" in message and "38.0 slice steps" in message and "separate ranges" in message
     # the raw stack is still there for whoever asks for it explicitly
-    from MedPrepLib.dicom.load import load_files
+    from MedPrepLib.sources import load_files
 
     raw = load_files(sorted(str(p) for p in tmp_path.iterdir()), regularize=False)
     assert raw.shape[0] == 6 and not raw.metadata["regularized"]

@@ -28,9 +28,9 @@ from dicom_factory import (
     write_slice,
 )
 
-from MedPrepLib.dicom import load_files, load_path
 from MedPrepLib.dicom.scan import scan
 from MedPrepLib.errors import DicomError, GeometryError, MissingDecoderError
+from MedPrepLib.sources import load_files, load_path
 
 pytestmark = pytest.mark.pydicom_dependent
 

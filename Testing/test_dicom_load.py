@@ -19,9 +19,10 @@ from dicom_factory import expected_stored, new_uid, save, series_positions, writ
 from MedPrepLib.dicom import pixels as pixels_module  # noqa: E402
 from MedPrepLib.dicom.group import group_stacks  # noqa: E402
 from MedPrepLib.dicom.header import SkipFile, read_header  # noqa: E402
-from MedPrepLib.dicom.load import load_files, load_path, load_stack  # noqa: E402
+from MedPrepLib.dicom.load import load_stack  # noqa: E402
 from MedPrepLib.dicom.pixels import apply_modality_lut, fix_bits_stored, read_frames_into, stored_dtype  # noqa: E402
 from MedPrepLib.errors import GeometryError  # noqa: E402
+from MedPrepLib.sources import load_files, load_path  # noqa: E402
 
 pytestmark = pytest.mark.pydicom_dependent
 

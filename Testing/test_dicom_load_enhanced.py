@@ -12,7 +12,8 @@ from dicom_factory import write_enhanced_mr  # noqa: E402
 
 from MedPrepLib.dicom.group import group_stacks  # noqa: E402
 from MedPrepLib.dicom.header import read_header  # noqa: E402
-from MedPrepLib.dicom.load import load_path, load_stack  # noqa: E402
+from MedPrepLib.dicom.load import load_stack  # noqa: E402
+from MedPrepLib.sources import load_path  # noqa: E402
 
 pytestmark = pytest.mark.pydicom_dependent
 

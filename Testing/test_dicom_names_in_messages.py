@@ -19,9 +19,10 @@ pydicom = pytest.importorskip("pydicom")
 
 from dicom_factory import expected_stored, new_uid, save, series_positions, write_slice  # noqa: E402
 
-from MedPrepLib.dicom.load import load_files, load_path, load_stack  # noqa: E402
+from MedPrepLib.dicom.load import load_stack  # noqa: E402
 from MedPrepLib.dicom.scan import scan  # noqa: E402
 from MedPrepLib.errors import DicomError, GeometryError, MedPrepError  # noqa: E402
+from MedPrepLib.sources import load_files, load_path  # noqa: E402
 
 pytestmark = pytest.mark.pydicom_dependent
 

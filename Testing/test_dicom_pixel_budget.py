@@ -21,7 +21,6 @@ sys.path.insert(0, os.path.dirname(__file__))
 from dicom_factory import save, write_ct_series  # noqa: E402
 
 from MedPrepLib.dicom.header import SkipFile, read_header  # noqa: E402
-from MedPrepLib.dicom.load import load_path  # noqa: E402
 from MedPrepLib.dicom.pixels import (  # noqa: E402
     BUDGET_ENV,
     PixelBudgetError,
@@ -29,6 +28,7 @@ from MedPrepLib.dicom.pixels import (  # noqa: E402
     max_pixel_bytes,
 )
 from MedPrepLib.errors import DicomError, MedPrepError, MissingDecoderError, UnsupportedDicomError  # noqa: E402
+from MedPrepLib.sources import load_path  # noqa: E402
 
 RLE = "1.2.840.10008.1.2.5"
 JPEG_LOSSLESS_SV1 = "1.2.840.10008.1.2.4.70"

@@ -17,9 +17,9 @@ pytest.importorskip("pydicom")
 
 from dicom_factory import expected_stored, new_uid, write_slice  # noqa: E402
 
-from MedPrepLib.dicom.load import load_files, load_path  # noqa: E402
 from MedPrepLib.dicom.regularize import MAX_GAP_STEPS  # noqa: E402
 from MedPrepLib.errors import GeometryError  # noqa: E402
+from MedPrepLib.sources import load_files, load_path  # noqa: E402
 
 pytestmark = pytest.mark.pydicom_dependent
 

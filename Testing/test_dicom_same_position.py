@@ -15,9 +15,9 @@ pydicom = pytest.importorskip("pydicom")
 
 from dicom_factory import expected_stored, new_uid, write_enhanced_frames, write_slice  # noqa: E402
 
-from MedPrepLib.dicom.load import load_path  # noqa: E402
 from MedPrepLib.dicom.scan import scan  # noqa: E402
 from MedPrepLib.errors import UnsupportedDicomError  # noqa: E402
+from MedPrepLib.sources import load_path  # noqa: E402
 
 pytestmark = pytest.mark.pydicom_dependent
 

@@ -473,7 +473,7 @@ def test_cli_restore_refuses_a_prediction_on_another_grid_naming_both(oblique_fi
 def test_cli_dicom_folder_with_two_series_and_a_label(tmp_path, capsys):
     from dicom_factory import new_uid, write_ct_series
 
-    from MedPrepLib.dicom.load import load_path
+    from MedPrepLib.sources import load_path
 
     folder = tmp_path / "dicom"
     first, second = new_uid(), new_uid()

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from MedPrepLib.dicom.load import load_path
 from MedPrepLib.recipe import Recipe, run_recipe
+from MedPrepLib.sources import load_path
 
 pytestmark = pytest.mark.corpus
 

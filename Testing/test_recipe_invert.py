@@ -159,7 +159,7 @@ def _load_corpus_ct(corpus: Path) -> Volume:
         pytest.skip(f"{CASE} not in the corpus manifest")
     folder = corpus_case_dir(rows[0])
     try:
-        from MedPrepLib.dicom.load import load_path
+        from MedPrepLib.sources import load_path
     except ImportError:  # the DICOM loader is not there: use the reference tilt-corrected NIfTI
         return read_image(folder / "reference" / "dcm2niix_Tilt_1.nii.gz")
     return load_path(folder / "dicom")

@@ -15,9 +15,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "MedPrep"))
 from MedPrepCore import DicomImport, VolumeNodes  # noqa: E402
 from test_dicom_slicerdb import PATIENT_NAME, build_database  # noqa: E402
 
-from MedPrepLib.dicom.load import load_path  # noqa: E402
 from MedPrepLib.errors import SeriesSelectionError  # noqa: E402
 from MedPrepLib.sampledata import chest_ct_phantom, write_ct_series  # noqa: E402
+from MedPrepLib.sources import load_path  # noqa: E402
 
 
 def test_folder_stack_becomes_a_node_with_the_loaders_geometry(tmp_path):

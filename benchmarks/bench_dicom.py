@@ -162,7 +162,7 @@ def _reset_peak() -> bool:
 
 
 def _load_medprep(folder: str):
-    from MedPrepLib.dicom.load import load_path
+    from MedPrepLib.sources import load_path
 
     vol = load_path(folder)
     return vol.array

@@ -20,13 +20,11 @@ from .Processing import PROVENANCE_ATTRIBUTE
 
 
 def findStacks(source: str | os.PathLike, progressCallback: ProgressCallback | None = None):
-    """``MedPrepLib.dicom.scan.ScanResult`` of a DICOM folder or a Slicer DICOM database."""
-    from MedPrepLib.dicom.scan import scan
-    from MedPrepLib.dicom.slicerdb import is_slicer_database, scan_database
+    """``MedPrepLib.dicom.scan.ScanResult`` of a DICOM folder or a Slicer DICOM database (the
+    header index speeds up re-scans, as ``medprep scan`` does; ``MEDPREP_CACHE=off`` disables it)."""
+    from MedPrepLib.sources import find_stacks
 
-    if is_slicer_database(source):
-        return scan_database(source, progress=progressCallback)
-    return scan(source, progress=progressCallback)
+    return find_stacks(source, cache=True, progress=progressCallback)
 
 
 def stackNodeName(stack) -> str:
@@ -50,12 +48,13 @@ def loadStackNode(
     no ``stackId`` raise :class:`~MedPrepLib.errors.SeriesSelectionError` listing the ids. A 4D
     stack becomes a vector volume node (one component per time point).
     """
-    from MedPrepLib.dicom.load import load_stack, select_stack
+    from MedPrepLib.dicom.load import load_stack
+    from MedPrepLib.sources import choose_stack
 
     progress = as_progress(progressCallback)
     found = findStacks(source, progress.sub(0.0, 0.3))
-    stack = select_stack(found.stacks, found.skipped, stackId, os.fspath(source))
-    volume = load_stack(stack, geometry_policy=geometryPolicy, progress=progress.sub(0.3, 0.95))
+    stack = choose_stack(found.stacks, found.skipped, stackId, os.fspath(source))
+    volume = load_stack(stack, geometry_policy=geometryPolicy, progress=progress.sub(0.3, 0.95), where=os.fspath(source))
     node = VolumeNodes.nodeFromVolume(scene, volume, stackNodeName(stack))
     provenance = {"source": "dicom", "stack_id": stack.id, "modality": stack.modality, **volume.metadata.get("provenance", {})}
     provenance["warnings"] = list(volume.metadata.get("warnings", []))

@@ -16,7 +16,7 @@ import sys
 import traceback
 
 from .. import __version__
-from ..errors import CancelledError, MedPrepError
+from ..errors import CancelledError, MedPrepError, SeriesSelectionError
 from .progressbar import ProgressBar
 
 # Sub-command modules, in the order ``medprep --help`` lists them.
@@ -97,6 +97,10 @@ def main(argv: list[str] | None = None) -> int:
         bar.close()
         if args.verbose:
             traceback.print_exc()
+        if isinstance(exc, SeriesSelectionError) and hasattr(args, "series"):
+            # the library names stack ids; how to give one is the command line's business
+            exc.hint = f"{exc.hint}; " if exc.hint else ""
+            exc.hint += "give the stack id with --series ID"
         print(f"medprep: error: {exc.one_line(verbose=args.verbose)}", file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt as exc:

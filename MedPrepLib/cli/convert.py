@@ -84,8 +84,8 @@ def _held_log():
 
 
 def run(args) -> int:
-    from ..dicom.load import load_path
     from ..imageio import write_image
+    from ..sources import load_path
 
     output = Path(args.output)
     _output_suffix(args.output)  # refuses unsupported formats before any work

@@ -46,17 +46,6 @@ def describe(volume) -> dict:
     }
 
 
-def _dicom_stacks(path: str):
-    from ..dicom.scan import scan, scan_files
-    from ..dicom.slicerdb import is_slicer_database, scan_database
-
-    if is_slicer_database(path):
-        return scan_database(path, cache=False)
-    if os.path.isdir(path):
-        return scan(path, cache=False)
-    return scan_files([os.path.abspath(path)], cache=False)
-
-
 def run(args) -> int:
     path = args.path
     if not os.path.exists(path):
@@ -66,10 +55,11 @@ def run(args) -> int:
             raise InputError("--series applies to DICOM input only", path=path)
         volume = read_image(path, allow_nonfinite=args.allow_nonfinite)
         return _print(describe(volume), path, args.json)
-    from ..dicom.load import load_stack, select_stack
+    from ..dicom.load import load_stack
     from ..dicom.scan import stack_summary
+    from ..sources import choose_stack, find_stacks
 
-    result = _dicom_stacks(path)
+    result = find_stacks(path)
     if len(result.stacks) > 1 and args.series is None:
         summaries = [stack_summary(s) for s in result.stacks]
         if args.json:
@@ -81,7 +71,7 @@ def run(args) -> int:
             spacing = " x ".join("?" if v is None else f"{v:.4g}" for v in s["spacing"])
             print(f"  {s['id']}  {s['modality'] or '?'}  {shape}  {spacing} mm  {s.get('description', '')}".rstrip())
         return 0
-    stack = select_stack(result.stacks, result.skipped, args.series, path)
+    stack = choose_stack(result.stacks, result.skipped, args.series, path)
     volume = load_stack(stack, progress=args.progress, where=path)
     info = describe(volume)
     meta = volume.metadata

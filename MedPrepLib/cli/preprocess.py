@@ -47,16 +47,13 @@ def default_provenance_path(output: str | Path) -> Path:
 
 
 def read_input(path: str | Path, series: str | None = None, progress=None):
-    """An image file through imageio, anything else through the DICOM loader."""
-    path = Path(path)
-    if not path.exists():
-        raise InputError("input not found", path=path)
-    if path.is_file() and is_image_file(path):
-        if series is not None:
-            raise InputError("--series applies to DICOM input only", path=path)
-        return read_image(path)
-    from ..dicom.load import load_path
+    """The command's input volume (:func:`MedPrepLib.sources.load_path`), or "input not found"."""
+    from ..sources import load_path
 
+    if not Path(path).exists():
+        raise InputError("input not found", path=path)
+    if series is not None and Path(path).is_file() and is_image_file(path):
+        raise InputError("--series applies to DICOM input only", path=path)
     return load_path(path, series=series, progress=progress)
 
 

@@ -11,8 +11,7 @@ from __future__ import annotations
 import json
 from collections import Counter
 
-from ..dicom.scan import scan
-from ..dicom.slicerdb import is_slicer_database, scan_database
+from ..sources import find_stacks
 
 
 def add_parser(sub) -> None:
@@ -36,10 +35,7 @@ def _fmt_spacing(spacing) -> str:
 def run(args) -> int:
     cache = False if args.no_cache else (args.cache_dir or True)
     progress = args.progress
-    if is_slicer_database(args.dir):
-        result = scan_database(args.dir, cache=cache, workers=args.workers, progress=progress)
-    else:
-        result = scan(args.dir, cache=cache, workers=args.workers, progress=progress)
+    result = find_stacks(args.dir, cache=cache, workers=args.workers, progress=progress)
     data = result.to_json_dict()
     if args.json:
         print(json.dumps(data))

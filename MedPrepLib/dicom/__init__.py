@@ -1,16 +1,13 @@
 """DICOM: discovery of image stacks in folders or a Slicer DICOM database, and loading them.
 
 See :mod:`MedPrepLib.dicom.stack` for the flow (header -> stack -> volume) and the objects
-that travel along it. The loading entry points:
-
-* :func:`load_path` — a DICOM folder, a DICOM file or an image file (what ``medprep convert`` uses);
-* :func:`load_files` — a list of DICOM files (grouped; ``series`` picks one stack);
-* :func:`load_stack` — one :class:`Stack` from a scan.
+that travel along it. :func:`load_stack` loads one :class:`Stack` from a scan; which path holds
+which stacks, and which one a command uses, is :mod:`MedPrepLib.sources`.
 """
 
 from .group import group_stacks
 from .header import SkipFile, header_from_dataset, read_header
-from .load import GEOMETRY_POLICIES, load_files, load_path, load_stack
+from .load import GEOMETRY_POLICIES, load_stack
 from .stack import SKIP_REASONS, FileHeader, FrameGeometry, Skipped, Stack, stack_id
 
 __all__ = [
@@ -23,8 +20,6 @@ __all__ = [
     "Stack",
     "group_stacks",
     "header_from_dataset",
-    "load_files",
-    "load_path",
     "load_stack",
     "read_header",
     "stack_id",

@@ -37,10 +37,7 @@ from ..errors import (
     ArgumentError,
     DicomError,
     GeometryError,
-    InputError,
     MedPrepError,
-    SeriesSelectionError,
-    UnsupportedDicomError,
 )
 from ..geometry import Geometry
 from ..progress import ProgressCallback, as_progress
@@ -49,7 +46,7 @@ from .group import ORIENTATION_TOL, POSITION_TOL_MM, stack_refs
 from .pixels import allocate_stack, apply_modality_lut, read_frames_into, stored_dtype, tile_shape
 from .regularize import EXACT_MM, MAX_GAP_STEPS, describe_problem, gap_in_steps, measure
 from .regularize import regularize as resample_onto_regular_grid
-from .stack import FileHeader, FrameGeometry, Skipped, Stack
+from .stack import FileHeader, FrameGeometry, Stack
 
 log = logging.getLogger(__name__)
 
@@ -110,7 +107,7 @@ def _log_files(stack_id: str, text: str, slices: Sequence[_Slice]) -> None:
         log.debug("%s: files of the slices named in %r: %s", stack_id, text[:60], _files(named))
 
 
-def _check_policy(policy: str) -> None:
+def check_geometry_policy(policy: str) -> None:
     if policy not in GEOMETRY_POLICIES:
         raise ArgumentError(f"geometry_policy must be one of {', '.join(GEOMETRY_POLICIES)}, got {policy!r}")
 
@@ -334,7 +331,7 @@ def load_stack(
         A folder inside the input is never named (it is often called after the patient);
         errors name slices, and their ``detail`` the files.
     """
-    _check_policy(geometry_policy)
+    check_geometry_policy(geometry_policy)
     try:
         return _load_stack(stack, geometry_policy, as_progress(progress), regularize)
     except MedPrepError as exc:
@@ -546,133 +543,3 @@ def _describe(stack, slots, slopes, intercepts, array, policy, warnings) -> dict
         "warnings": list(warnings),
     }
     return meta
-
-
-# ----------------------------------------------------------------------------- entry points
-def select_stack(stacks: list[Stack], skipped: list[Skipped], series: str | None, where: str) -> Stack:
-    """The one stack ``series`` names (a stack id or a SeriesInstanceUID), or the only stack.
-
-    Raises :class:`SeriesSelectionError` naming ``where`` when there is none, when the name
-    matches nothing or several stacks, or when several stacks exist and none was named (the
-    message lists the ids with modality, series number and description).
-    """
-    if not stacks:
-        reasons = defaultdict(int)
-        for s in skipped:
-            reasons[s.reason] += 1
-        detail = ", ".join(f"{n} {r}" for r, n in sorted(reasons.items())) or "no files"
-        pile = next((s for s in skipped if s.reason == "not_a_volume"), None)
-        if pile is not None:  # say why the images are there but no volume: the reason is the news
-            raise UnsupportedDicomError(
-                pile.detail,
-                path=where,
-                hint="a 4D series needs a tag that separates its volumes: temporal position, trigger time, "
-                "acquisition number or time, diffusion b-value or direction, echo or stack id",
-            )
-        raise SeriesSelectionError(f"no loadable image stack found (skipped: {detail})", path=where)
-    if series is not None:
-        matches = [s for s in stacks if s.id == series] or [s for s in stacks if s.series_instance_uid == series]
-        if len(matches) == 1:
-            return matches[0]
-        if not matches:
-            raise SeriesSelectionError(
-                f"no stack with id {series!r}; available: {', '.join(s.id for s in stacks)}", path=where
-            )
-        raise SeriesSelectionError(
-            f"series {series!r} holds {len(matches)} stacks; choose one id: {', '.join(s.id for s in matches)}",
-            path=where,
-        )
-    if len(stacks) > 1:
-        listing = "; ".join(f"{s.id} ({_stack_label(s)})" for s in stacks)
-        raise SeriesSelectionError(f"{len(stacks)} image stacks found, choose one with --series: {listing}", path=where)
-    return stacks[0]
-
-
-def _stack_label(s: Stack) -> str:
-    parts = [s.modality or "?"]
-    if s.series_number is not None:
-        parts.append(f"series {s.series_number}")
-    if s.series_description:
-        parts.append(repr(s.series_description))
-    if s.split_key:
-        parts.append(", ".join(f"{k} {v}" for k, v in sorted(s.split_key.items())))
-    parts.append(f"{len(s.headers)} files" + (f", {s.n_timepoints} time points" if s.n_timepoints > 1 else ""))
-    return ", ".join(parts)
-
-
-def load_files(
-    paths: Sequence[str | os.PathLike],
-    *,
-    series: str | None = None,
-    geometry_policy: str = "resample",
-    progress: ProgressCallback | None = None,
-    regularize: bool = True,
-    where: str | None = None,
-) -> Volume:
-    """Read, group and load DICOM files; ``series`` (a stack id or SeriesInstanceUID) selects
-    one stack when they hold several (else :class:`SeriesSelectionError` lists the ids).
-
-    ``where`` is what errors name as their path: the input the user gave (default: the files'
-    common path, which for one file is that file)."""
-    from .scan import scan_files
-
-    _check_policy(geometry_policy)
-    prog = as_progress(progress)
-    paths = [os.path.abspath(os.fspath(p)) for p in paths]
-    result = scan_files(paths, cache=False, progress=prog.sub(0.0, 0.3))
-    where = where or (os.path.commonpath(paths) if paths else ".")
-    stack = select_stack(result.stacks, result.skipped, series, where)
-    return load_stack(
-        stack, geometry_policy=geometry_policy, progress=prog.sub(0.3, 1.0), regularize=regularize, where=where
-    )
-
-
-def _all_files(folder: str) -> list[str]:
-    out = []
-    for root, dirs, files in os.walk(folder):
-        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-        out.extend(os.path.join(root, f) for f in sorted(files) if not f.startswith("."))
-    return out
-
-
-def load_path(
-    input: str | os.PathLike,
-    series: str | None = None,
-    *,
-    geometry_policy: str = "resample",
-    progress: ProgressCallback | None = None,
-) -> Volume:
-    """A volume from a DICOM folder, a single DICOM file, or an image file (NIfTI, NRRD, MHA...).
-
-    A DICOMDIR file stands for its folder. ``series`` (stack id or SeriesInstanceUID) picks
-    one stack when the input holds several.
-    """
-    from ..imageio import is_image_file, read_image
-    from .header import SkipFile, read_header
-
-    _check_policy(geometry_policy)
-    path = os.path.abspath(os.fspath(input))
-    if os.path.isdir(path):
-        files = _all_files(path)
-        if not files:
-            raise InputError("the folder holds no files", path=path)
-        return load_files(files, series=series, geometry_policy=geometry_policy, progress=progress, where=path)
-    if not os.path.isfile(path):
-        raise InputError("no such file or folder", path=path)
-    if is_image_file(path):
-        return read_image(path)
-    try:
-        read_header(path)
-    except SkipFile as exc:
-        if exc.reason == "not_dicom":
-            raise InputError(
-                f"neither a DICOM image nor an image file MedPrep reads ({exc.skipped.detail})",
-                path=path,
-                hint="image files: .nii, .nii.gz, .nrrd, .mha, .mhd, .hdr, .mnc",
-            ) from None
-        if exc.reason == "dicomdir":  # a DICOMDIR stands for the folder it indexes
-            return load_path(os.path.dirname(path), series, geometry_policy=geometry_policy, progress=progress)
-        raise UnsupportedDicomError(
-            f"not loadable as an image: {exc.skipped.detail} ({exc.reason})", path=path
-        ) from None
-    return load_files([path], series=series, geometry_policy=geometry_policy, progress=progress)
