@@ -6,7 +6,8 @@ an existing file is never replaced unless the caller says so. Every write goes t
 own folder (so the final rename stays on one file system), removed when the write ends, however
 it ends. A process killed outright (SIGKILL, power loss) cannot remove it; the next MedPrep
 process that writes into that folder removes every such folder of this host whose process is no
-longer alive (:func:`remove_stale_staging`). Folders of other hosts (a shared network drive)
+longer alive (:func:`remove_stale_staging`), and the ownerless ``.medprep-XXXXXXXX`` folders of
+MedPrep 0.1 once they are a day old. Folders of other hosts (a shared network drive)
 and of live processes are left alone.
 
 Operating-system failures (read-only file system, no space left, permission denied, a folder
@@ -22,6 +23,7 @@ import re
 import shutil
 import socket
 import tempfile
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -30,6 +32,10 @@ from .errors import InputError, OutputError, OutputExistsError
 
 STAGING_PREFIX = ".medprep-tmp-"
 _STAGING_NAME = re.compile(r"^\.medprep-tmp-(?P<host>.+)-(?P<pid>\d+)-[A-Za-z0-9_]+$")
+_LEGACY_STAGING_NAME = re.compile(r"^\.medprep-[a-z0-9_]{8}$")
+"""Staging folders of MedPrep 0.1 (``tempfile.mkdtemp(prefix=".medprep-")``): no owner in the name."""
+LEGACY_STALE_AFTER_S = 24 * 3600
+"""A legacy staging folder this old is debris: no single file write takes a day."""
 _cleaned_folders: set[str] = set()
 
 _HINTS = {
@@ -95,6 +101,19 @@ def remove_stale_staging(folder: str | os.PathLike) -> list[Path]:
         entries = [e for e in os.scandir(folder) if e.name.startswith(STAGING_PREFIX)]
     except OSError:
         return []
+    try:
+        legacy = [e for e in os.scandir(folder) if _LEGACY_STAGING_NAME.match(e.name) and e.is_dir(follow_symlinks=False)]
+    except OSError:
+        legacy = []
+    now = time.time()
+    for entry in legacy:
+        try:
+            if now - entry.stat(follow_symlinks=False).st_mtime > LEGACY_STALE_AFTER_S:
+                shutil.rmtree(entry.path, ignore_errors=True)
+                if not os.path.exists(entry.path):
+                    removed.append(Path(entry.path))
+        except OSError:
+            continue
     for entry in entries:
         m = _STAGING_NAME.match(entry.name)
         if m is None or m["host"] != host or _owner_alive(int(m["pid"])):

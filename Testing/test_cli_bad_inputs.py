@@ -172,13 +172,17 @@ def test_stale_staging_rules(tmp_path):
         "other_host": f"{STAGING_PREFIX}some-other-host-{dead.pid}-abc123",
         "index": ".medprep-index.sqlite",
         "user": ".medprep-notes",
+        "legacy_old": ".medprep-a1b2c3d4",  # MedPrep 0.1's naming, two days old: debris
+        "legacy_new": ".medprep-e5f6g7h8",  # the same naming, written a minute ago: perhaps live
     }
     for name in names.values():
         (tmp_path / name).mkdir()
         (tmp_path / name / "partial").write_bytes(b"x" * 100)
+    two_days_ago = time.time() - 2 * 24 * 3600
+    os.utime(tmp_path / names["legacy_old"], (two_days_ago, two_days_ago))
     removed = remove_stale_staging(tmp_path)
-    assert [p.name for p in removed] == [names["dead"]]
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(v for k, v in names.items() if k != "dead")
+    assert sorted(p.name for p in removed) == sorted([names["dead"], names["legacy_old"]])
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(v for k, v in names.items() if k not in ("dead", "legacy_old"))
     shutil.rmtree(tmp_path / names["alive"])
 
 
