@@ -142,34 +142,35 @@ def load_path(
     one stack when the input holds several.
     """
     check_geometry_policy(geometry_policy)
-    path = os.path.abspath(os.fspath(input))
+    given = os.fspath(input)  # messages show the input as typed: its parent folders may carry a name
+    path = os.path.abspath(given)
     if is_slicer_database(path):
         found = find_stacks(path, progress=as_progress(progress).sub(0.0, 0.3))
-        stack = choose_stack(found.stacks, found.skipped, series, path)
-        return load_stack(stack, geometry_policy=geometry_policy, progress=as_progress(progress).sub(0.3, 1.0), where=path)
+        stack = choose_stack(found.stacks, found.skipped, series, given)
+        return load_stack(stack, geometry_policy=geometry_policy, progress=as_progress(progress).sub(0.3, 1.0), where=given)
     if os.path.isdir(path):
         files = _all_files(path)
         if not files:
-            raise InputError("the folder holds no files", path=path)
-        return load_files(files, series=series, geometry_policy=geometry_policy, progress=progress, where=path)
+            raise InputError("the folder holds no files", path=given)
+        return load_files(files, series=series, geometry_policy=geometry_policy, progress=progress, where=given)
     if not os.path.isfile(path):
-        raise InputError("no such file or folder", path=path)
+        raise InputError("no such file or folder", path=given)
     if is_image_file(path):
         if series is not None:
-            raise InputError("a stack id or SeriesInstanceUID applies to DICOM input only", path=path)
-        return read_image(path)
+            raise InputError("a stack id or SeriesInstanceUID applies to DICOM input only", path=given)
+        return read_image(given)
     try:
         read_header(path)
     except SkipFile as exc:
         if exc.reason == "not_dicom":
             raise InputError(
                 f"neither a DICOM image nor an image file MedPrep reads ({exc.skipped.detail})",
-                path=path,
+                path=given,
                 hint="image files: .nii, .nii.gz, .nrrd, .mha, .mhd, .hdr, .mnc",
             ) from None
         if exc.reason == "dicomdir":  # a DICOMDIR stands for the folder it indexes
-            return load_path(os.path.dirname(path), series, geometry_policy=geometry_policy, progress=progress)
+            return load_path(os.path.dirname(given) or ".", series, geometry_policy=geometry_policy, progress=progress)
         raise UnsupportedDicomError(
-            f"not loadable as an image: {exc.skipped.detail} ({exc.reason})", path=path
+            f"not loadable as an image: {exc.skipped.detail} ({exc.reason})", path=given
         ) from None
-    return load_files([path], series=series, geometry_policy=geometry_policy, progress=progress)
+    return load_files([path], series=series, geometry_policy=geometry_policy, progress=progress, where=given)

@@ -133,3 +133,23 @@ def test_verbose_shows_the_file_names(workspace, tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert "Doe_Jane_copy_of_slice.dcm" in text  # the slices the warnings are about, by file name
     shutil.rmtree(tmp_path, ignore_errors=True)
+
+
+def test_paths_typed_relative_are_shown_as_typed(workspace, tmp_path):
+    """Typed from inside the patient's folder, a relative path holds no name: nothing MedPrep
+    prints may add the folders around it (an absolute path would)."""
+    root, series = workspace
+    inside = series.parent  # .../Doe_Jane_JD19700314
+    env = cli_env(HOME=str(root / "home"))
+    runs = [
+        ("scan", "CT_chest"),
+        ("info", "CT_chest"),
+        ("convert", "CT_chest", str(tmp_path / "rel.nii.gz")),
+        ("convert", "CT_chest", str(tmp_path / "refused.nii.gz"), "--geometry-policy", "reject"),
+        ("convert", "no_such_folder", str(tmp_path / "x.nii.gz")),
+        ("preprocess", "CT_chest", str(tmp_path / "p.nii.gz"), "--recipe", str(root / "recipe.json"), "--series", "nope"),
+    ]
+    for args in runs:
+        proc = run_medprep(*args, cwd=inside, env=env)
+        text = _typed_paths_removed(proc.stdout + proc.stderr, [a for a in args if a.startswith("/")])
+        _assert_clean(text, f"the console output of {' '.join(args[:1])} with a relative input")
