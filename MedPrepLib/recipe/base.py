@@ -12,6 +12,7 @@ to its input grid (nearest neighbour). Intensity steps leave labels untouched.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -84,9 +85,12 @@ REQUIRED: Any = object()
 class Param:
     """One parameter of a step, declared once on the step class (:attr:`Step.parameters`).
 
-    The parser takes its default and allowed values from here and lists the declared names in
-    "not a parameter" errors; ``medprep recipe --list`` and ``docs/recipes.md`` are written
-    from it. ``kind`` is the JSON type in words; ``unit`` says mm, voxels, HU... where it applies.
+    Everything else is derived from it: :meth:`Step.from_params` reads each parameter by its
+    ``kind`` ("number", "integer", "true/false", "one of" ``choices``, "[x, y, z] numbers"...)
+    within ``minimum`` / ``positive``, or through ``parse`` (``parse(value, where) -> value``,
+    raising :func:`param_error`) for anything else; :meth:`Step.to_params` writes them back in
+    this order; "not a parameter" errors list the declared names; ``medprep recipe --list`` and
+    ``docs/recipes.md`` are written from here. ``unit`` says mm, voxels, HU... where it applies.
     """
 
     name: str
@@ -97,6 +101,9 @@ class Param:
     choices: tuple = ()
     attribute: str = ""
     """The step's attribute holding the value, when it is not ``name``."""
+    minimum: float | None = None
+    positive: bool = False
+    parse: Any = None
 
     @property
     def required(self) -> bool:
@@ -120,9 +127,20 @@ class Step:
         """Validate the JSON parameters (without "op") and build the step.
 
         ``where`` names the place in the recipe, e.g. ``"step 3 (resample)"``; every
-        :class:`RecipeError` message starts with it and names the faulty parameter.
+        :class:`RecipeError` message starts with it and names the faulty parameter. Each declared
+        parameter is read by its declaration (:meth:`Params.value`), unknown ones are refused,
+        then :meth:`validate` checks the rules between parameters. Steps whose parameters are
+        alternatives of each other (resample, window) override this.
         """
-        raise NotImplementedError
+        p = cls.read(params, where)
+        values = {d.attribute or d.name: p.value(d) for d in cls.parameters}
+        p.finish()
+        step = cls(**values)
+        step.validate(where)
+        return step
+
+    def validate(self, where: str) -> None:
+        """Rules tying parameters together ('max' above 'min'...); raise :func:`param_error`."""
 
     def to_params(self) -> dict[str, Any]:
         """The JSON parameters, including "op"; ``from_params`` of this gives an equal step.
@@ -224,6 +242,26 @@ class Params:
 
     def has(self, name: str) -> bool:
         return name in self.params and self.params[name] is not None
+
+    def value(self, d: Param) -> Any:
+        """The value of the declared parameter ``d``: read by its kind and constraints, or
+        through its ``parse`` (applied to the default too, so a step holds one form of it)."""
+        if d.parse is not None:
+            value = self.raw(d.name)
+            return None if value is None else d.parse(value, self.where)
+        if d.kind == "number":
+            return self.number(d.name, minimum=d.minimum, positive=d.positive)
+        if d.kind == "integer":
+            return self.integer(d.name, minimum=None if d.minimum is None else int(d.minimum))
+        if d.kind == "true/false":
+            return self.boolean(d.name)
+        if d.kind == "one of":
+            return self.choice(d.name)
+        listed = re.fullmatch(r"\[(.*)\] numbers", d.kind)
+        if listed:
+            value = self.numbers(d.name, len(listed.group(1).split(",")), positive=d.positive)
+            return None if value is None else tuple(value)
+        raise RuntimeError(f"{self.where}: parameter '{d.name}' of kind {d.kind!r} needs a parse function")
 
     def default(self, name: str) -> Any:
         """The declared default of ``name`` (REQUIRED when it has none)."""

@@ -27,13 +27,12 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
 from ..geometry import Geometry
 from ..volume import Volume
-from .base import Param, Params, RunContext, Step
+from .base import Param, RunContext, Step
 
 log = logging.getLogger(__name__)
 
@@ -143,21 +142,10 @@ def grow_box(lo, hi, geometry: Geometry, margin_mm: float) -> tuple[np.ndarray, 
     return lo, hi - lo + 1
 
 
-def margin_param(p: Params) -> float:
-    return p.number("margin_mm", minimum=0.0)
-
 
 @dataclass(frozen=True)
 class MarginBoxStep(BoxStep):
     """A box step whose only parameter is ``margin_mm`` (default 0 mm)."""
 
     margin_mm: float = 0.0
-    parameters = (Param("margin_mm", "number", 0.0, "mm", "kept around the box"),)
-
-    @classmethod
-    def from_params(cls, params: dict[str, Any], where: str) -> MarginBoxStep:
-        p = cls.read(params, where)
-        step = cls(margin_mm=margin_param(p))
-        p.finish()
-        return step
-
+    parameters = (Param("margin_mm", "number", 0.0, "mm", "kept around the box", minimum=0.0),)

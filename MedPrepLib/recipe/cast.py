@@ -33,12 +33,6 @@ class Cast(Step):
     dtype: str = "float32"
     clip: bool = False
 
-    @classmethod
-    def from_params(cls, params, where):
-        p = cls.read(params, where)
-        step = cls(dtype=p.choice("dtype"), clip=p.boolean("clip"))
-        p.finish()
-        return step
 
 
     def apply(self, image, label, ctx):

@@ -26,21 +26,16 @@ class ClipScale(Step):
         Param("max", "number", unit="image units", doc="upper clip bound, greater than 'min'"),
         Param("out", "[low, high] numbers", (0.0, 1.0), "", "the output range min and max map onto"),
     )
+
+    def validate(self, where):
+        if self.max <= self.min:
+            raise param_error(where, "max", f"must be greater than 'min' ({self.min:g}), got {self.max:g}")
+        if self.out[1] == self.out[0]:
+            raise param_error(where, "out", f"must be a range of two different numbers, got {list(self.out)}")
     min: float = -1000.0
     max: float = 400.0
     out: tuple[float, float] = (0.0, 1.0)
 
-    @classmethod
-    def from_params(cls, params, where):
-        p = cls.read(params, where)
-        lo, hi = p.number("min"), p.number("max")
-        if hi <= lo:
-            raise param_error(where, "max", f"must be greater than 'min' ({lo:g}), got {hi:g}")
-        out = p.numbers("out", 2)
-        if out[1] == out[0]:
-            raise param_error(where, "out", f"must be a range of two different numbers, got {list(out)}")
-        p.finish()
-        return cls(min=lo, max=hi, out=tuple(out))
 
 
     def apply(self, image, label, ctx):

@@ -6,7 +6,6 @@ See the class docstring for units and the record; parameters: ``docs/recipes.md`
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
@@ -16,7 +15,6 @@ from .box import (
     BoxStep,
     bounding_box,
     grow_box,
-    margin_param,
 )
 
 
@@ -27,18 +25,12 @@ class CropBody(BoxStep):
     op = "crop_body"
     parameters = (
         Param("threshold_hu", "number", -500.0, "HU", "the body is the largest connected region above it"),
-        Param("margin_mm", "number", 10.0, "mm", "kept around the body"),
+        Param("margin_mm", "number", 10.0, "mm", "kept around the body", minimum=0.0),
     )
 
     threshold_hu: float = -500.0
     margin_mm: float = 10.0
 
-    @classmethod
-    def from_params(cls, params: dict[str, Any], where: str) -> CropBody:
-        p = cls.read(params, where)
-        step = cls(threshold_hu=p.number("threshold_hu"), margin_mm=margin_param(p))
-        p.finish()
-        return step
 
 
     def box(self, image, label, ctx, where):

@@ -43,10 +43,19 @@ class CTNormalization(Step):
         Param("std", "number", None, "HU", "foreground standard deviation"),
         Param("percentile_00_5", "number", None, "HU", "foreground 0.5th percentile: lower clip"),
         Param("percentile_99_5", "number", None, "HU", "foreground 99.5th percentile: upper clip"),
-        Param("samples_per_case", "integer", None, "voxels", "statistics pass: foreground voxels sampled per case (default 10e7 / cases)"),
-        Param("seed", "integer", 1234, "", "statistics pass: seed of the sampling (nnU-Net's)"),
-        Param("channel", "integer", 0, "", "statistics pass: the channel measured"),
+        Param("samples_per_case", "integer", None, "voxels", "statistics pass: foreground voxels sampled per case (default 10e7 / cases)", minimum=1),
+        Param("seed", "integer", 1234, "", "statistics pass: seed of the sampling (nnU-Net's)", minimum=0),
+        Param("channel", "integer", 0, "", "statistics pass: the channel measured", minimum=0),
     )
+
+    def validate(self, where):
+        given = {k: getattr(self, k) for k in _CT_KEYS}
+        present = [k for k, v in given.items() if v is not None]
+        if present and len(present) != len(_CT_KEYS):
+            missing = [k for k in _CT_KEYS if k not in present][0]
+            raise param_error(where, missing, "is required when any of mean/std/percentile_00_5/percentile_99_5 is given")
+        if present and given["percentile_99_5"] < given["percentile_00_5"]:
+            raise param_error(where, "percentile_99_5", "must not be below 'percentile_00_5'")
     mean: float | None = None
     std: float | None = None
     percentile_00_5: float | None = None
@@ -55,26 +64,6 @@ class CTNormalization(Step):
     seed: int = 1234
     channel: int = 0
 
-    @classmethod
-    def from_params(cls, params, where):
-        p = cls.read(params, where)
-        given = {k: p.number(k) for k in _CT_KEYS}
-        present = [k for k, v in given.items() if v is not None]
-        if present and len(present) != len(_CT_KEYS):
-            missing = [k for k in _CT_KEYS if k not in present][0]
-            raise param_error(
-                where, missing, "is required when any of mean/std/percentile_00_5/percentile_99_5 is given"
-            )
-        if present and given["percentile_99_5"] < given["percentile_00_5"]:
-            raise param_error(where, "percentile_99_5", "must not be below 'percentile_00_5'")
-        step = cls(
-            **given,
-            samples_per_case=p.integer("samples_per_case", minimum=1),
-            seed=p.integer("seed", minimum=0),
-            channel=p.integer("channel", minimum=0),
-        )
-        p.finish()
-        return step
 
 
     # -- statistics pass ------------------------------------------------------------------

@@ -17,6 +17,22 @@ from ..volume import Volume
 from .base import Param, Step, param_error
 
 
+def _iterations(value, where: str) -> tuple[int, ...]:
+    if (
+        not isinstance(value, list)
+        or not value
+        or not all(isinstance(i, int) and not isinstance(i, bool) and i > 0 for i in value)
+    ):
+        raise param_error(where, "iterations", f"must be a list of positive integers (one per level), got {value!r}")
+    return tuple(value)
+
+
+def _mask(value, where: str) -> str:
+    if not isinstance(value, str) or not value:
+        raise param_error(where, "mask", f'must be "otsu", "all", "label" or a mask name; got {value!r}')
+    return value
+
+
 @dataclass(frozen=True)
 class N4BiasCorrection(Step):
     """Correct a smooth multiplicative intensity bias (MR), keeping units; float32 output.
@@ -32,11 +48,11 @@ class N4BiasCorrection(Step):
 
     op = "n4"
     parameters = (
-        Param("shrink_factor", "integer", 4, "voxels", "per axis of the estimation grid (lowered on thin stacks)"),
-        Param("iterations", "list of integers", [50, 50, 50, 50], "", "per fitting level"),
-        Param("convergence_threshold", "number", 0.001, "", "stop a level when the change is below it"),
-        Param("control_points", "integer", 4, "", "per axis at the coarsest level"),
-        Param("mask", "text", "otsu", "", '"otsu", "all", "label" or a mask name: where the bias is estimated'),
+        Param("shrink_factor", "integer", 4, "voxels", "per axis of the estimation grid (lowered on thin stacks)", minimum=1),
+        Param("iterations", "list of integers", [50, 50, 50, 50], "", "per fitting level", parse=_iterations),
+        Param("convergence_threshold", "number", 0.001, "", "stop a level when the change is below it", minimum=0.0),
+        Param("control_points", "integer", 4, "", "per axis at the coarsest level", minimum=4),
+        Param("mask", "text", "otsu", "", '"otsu", "all", "label" or a mask name: where the bias is estimated', parse=_mask),
     )
     shrink_factor: int = 4
     iterations: tuple[int, ...] = (50, 50, 50, 50)
@@ -44,30 +60,6 @@ class N4BiasCorrection(Step):
     control_points: int = 4
     mask: str = "otsu"
 
-    @classmethod
-    def from_params(cls, params, where):
-        p = cls.read(params, where)
-        iterations = p.raw("iterations")
-        if (
-            not isinstance(iterations, list)
-            or not iterations
-            or not all(isinstance(i, int) and not isinstance(i, bool) and i > 0 for i in iterations)
-        ):
-            raise param_error(
-                where, "iterations", f"must be a list of positive integers (one per level), got {iterations!r}"
-            )
-        mask = p.raw("mask")
-        if not isinstance(mask, str) or not mask:
-            raise param_error(where, "mask", f'must be "otsu", "all", "label" or a mask name; got {mask!r}')
-        step = cls(
-            shrink_factor=p.integer("shrink_factor", minimum=1),
-            iterations=tuple(iterations),
-            convergence_threshold=p.number("convergence_threshold", minimum=0.0),
-            control_points=p.integer("control_points", minimum=4),
-            mask=mask,
-        )
-        p.finish()
-        return step
 
 
     def _mask(self, sitk, image_itk, image: Volume, label: Volume | None, ctx):

@@ -17,31 +17,30 @@ from .box import (
 )
 
 
+def _shape(value, where: str) -> tuple[int, int, int]:
+    return tuple(parse_shape(value, where))
+
+
+def _pad_value(value, where: str) -> float | str:
+    if value != "auto" and (isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(value)):
+        raise param_error(where, "pad_value", f'must be a number or "auto", got {value!r}')
+    return value
+
+
 @dataclass(frozen=True)
 class PadCrop(BoxStep):
     """Pad or crop every axis to a fixed ``shape`` (voxels, (x, y, z)), centred or random."""
 
     op = "pad_crop"
     parameters = (
-        Param("shape", "[x, y, z] integers", unit="voxels", doc="the output size"),
+        Param("shape", "[x, y, z] integers", unit="voxels", doc="the output size", parse=_shape),
         Param("mode", "one of", "center", "", "where the box sits: centred, or random (seeded)", ("center", "random")),
-        Param("pad_value", 'number or "auto"', "auto", "image units", '"auto": the image minimum (labels get 0)', attribute="pad"),
+        Param("pad_value", 'number or "auto"', "auto", "image units", '"auto": the image minimum (labels get 0)', attribute="pad", parse=_pad_value),
     )
 
     shape: tuple[int, int, int] = (128, 128, 128)
     mode: str = "center"
     pad: Any = "auto"
-
-    @classmethod
-    def from_params(cls, params: dict[str, Any], where: str) -> PadCrop:
-        p = cls.read(params, where)
-        shape = parse_shape(p.raw("shape"), where)
-        pad = p.raw("pad_value")
-        if pad != "auto" and (isinstance(pad, bool) or not isinstance(pad, (int, float)) or not np.isfinite(pad)):
-            raise param_error(where, "pad_value", f'must be a number or "auto", got {pad!r}')
-        step = cls(shape=tuple(shape), mode=p.choice("mode"), pad=pad)
-        p.finish()
-        return step
 
     def pad_value(self, image: Volume) -> float | list[float]:
         if self.pad != "auto":

@@ -14,6 +14,14 @@ from ..processing.blockwise import blockwise
 from .base import Param, Step, output_array, param_error
 
 
+def _padding_value(value, where: str) -> float | str:
+    if value in ("metadata", "none"):
+        return value
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise param_error(where, "padding_value", f'must be a number, "metadata" or "none"; got {value!r}')
+    return float(value)
+
+
 @dataclass(frozen=True)
 class PadToAir(Step):
     """Set padding and out-of-field voxels to air, in the image's own units (HU for CT).
@@ -35,27 +43,14 @@ class PadToAir(Step):
         Param("threshold", "number", -2000.0, "HU", "voxels at or below it are outside the field of view"),
         Param("out_of_field", "true/false", True, "", "also set the voxels at or below 'threshold' to air"),
         Param("padding_value", 'number, "metadata" or "none"', "metadata", "image units",
-              'voxels of this value become air; "metadata": the series\' PixelPaddingValue after rescale'),
+              'voxels of this value become air; "metadata": the series\' PixelPaddingValue after rescale',
+              parse=_padding_value),
     )
     air: float = -1000.0
     threshold: float = -2000.0
     out_of_field: bool = True
     padding_value: float | str = "metadata"
 
-    @classmethod
-    def from_params(cls, params, where):
-        p = cls.read(params, where)
-        pv = p.raw("padding_value")
-        if pv not in ("metadata", "none") and (isinstance(pv, bool) or not isinstance(pv, (int, float))):
-            raise param_error(where, "padding_value", f'must be a number, "metadata" or "none"; got {pv!r}')
-        step = cls(
-            air=p.number("air"),
-            threshold=p.number("threshold"),
-            out_of_field=p.boolean("out_of_field"),
-            padding_value=pv if isinstance(pv, str) else float(pv),
-        )
-        p.finish()
-        return step
 
 
     def apply(self, image, label, ctx):

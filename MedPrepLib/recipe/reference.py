@@ -47,7 +47,12 @@ def _default(p: Param) -> str:
 
 
 def _kind(p: Param) -> str:
-    return f"{p.kind} {', '.join(map(str, p.choices))}" if p.choices else p.kind
+    text = f"{p.kind} {', '.join(map(str, p.choices))}" if p.choices else p.kind
+    if p.minimum is not None:
+        text += f" ≥ {p.minimum:g}"
+    if p.positive:
+        text += " > 0"
+    return text
 
 
 def _ordered_ops() -> list[tuple[str, list[str]]]:

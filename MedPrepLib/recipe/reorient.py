@@ -15,7 +15,6 @@ undoing applies the inverse permutation — exact.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 from ..geometry import Geometry, direction_from_code
 from ..processing.reorient import inverse_transform, orientation_transform, permute_array, permute_axes
@@ -23,28 +22,29 @@ from ..volume import Volume
 from .base import Param, RunContext, Step, param_error
 
 
+def _code(value, where: str) -> str:
+    """An orientation code, upper case; a RecipeError naming 'to' otherwise."""
+    if not isinstance(value, str):
+        raise param_error(where, "to", f"must be an orientation code such as 'RAS' or 'LPS', got {value!r}")
+    try:
+        direction_from_code(value)
+    except ValueError as exc:
+        raise param_error(where, "to", f"is not valid: {exc}") from None
+    return value.upper()
+
+
 @dataclass(frozen=True)
 class Reorient(Step):
     """Permute/flip the index axes to the orientation code ``to`` (see the module docstring)."""
 
     op = "reorient"
-    parameters = (Param("to", "orientation code", "RAS", "", "where the index axes point: RAS, LPS, LAS... (ITK letters)"),)
+    parameters = (
+        Param("to", "orientation code", "RAS", "", "where the index axes point: RAS, LPS, LAS... (ITK letters)", parse=_code),
+    )
     geometric = True
 
     to: str = "RAS"
 
-    @classmethod
-    def from_params(cls, params: dict[str, Any], where: str) -> Reorient:
-        p = cls.read(params, where)
-        code = p.raw("to")
-        if not isinstance(code, str):
-            raise param_error(where, "to", f"must be an orientation code such as 'RAS' or 'LPS', got {code!r}")
-        try:
-            direction_from_code(code)
-        except ValueError as exc:
-            raise param_error(where, "to", f"is not valid: {exc}") from None
-        p.finish()
-        return cls(to=code.upper())
 
 
     def apply(self, image: Volume, label: Volume | None, ctx: RunContext) -> tuple[Volume, Volume | None, dict]:

@@ -12,7 +12,16 @@ import numpy as np
 from ..errors import RecipeError
 from ..processing.blockwise import as_float32, blockwise, exact_sum
 from ..volume import Volume
-from .base import Param, RunContext, Step, check_finite, output_array, step_statistics
+from .base import Param, RunContext, Step, check_finite, output_array, param_error, step_statistics
+
+
+def _mean(value, where: str) -> float | str:
+    """A number, or "dataset" (measured by the statistics pass)."""
+    if value == "dataset":
+        return value
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(value):
+        raise param_error(where, "mean", f'must be a number or "dataset", got {value!r}')
+    return float(value)
 
 
 @dataclass(frozen=True)
@@ -27,18 +36,10 @@ class ZeroCenter(Step):
     op = "zero_center"
     parameters = (
         Param("mean", 'number or "dataset"', unit="image units",
-              doc='the value subtracted; "dataset": the training-set mean (medprep statistics)'),
+              doc='the value subtracted; "dataset": the training-set mean (medprep statistics)', parse=_mean),
     )
     mean: float | str = "dataset"
 
-    @classmethod
-    def from_params(cls, params, where):
-        p = cls.read(params, where)
-        mean = p.raw("mean")
-        if mean != "dataset":
-            mean = p.number("mean")
-        p.finish()
-        return cls(mean=mean)
 
 
     def needs_statistics(self) -> bool:

@@ -19,6 +19,12 @@ def _positive(m: np.ndarray) -> np.ndarray:
     return m > 0
 
 
+def _mask(value, where: str) -> str:
+    if not isinstance(value, str) or not value:
+        raise param_error(where, "mask", f'must be "all", "nonzero", "label" or a mask name; got {value!r}')
+    return value
+
+
 @dataclass(frozen=True)
 class ZScore(Step):
     """Z-score: ``y = (x - mean) / std`` (float32, unitless), mean and population std (ddof=0).
@@ -40,23 +46,17 @@ class ZScore(Step):
 
     op = "zscore"
     parameters = (
-        Param("mask", "text", "all", "", '"all", "nonzero", "label" or a mask name: the voxels mean and std are measured over'),
+        Param("mask", "text", "all", "", '"all", "nonzero", "label" or a mask name: the voxels mean and std are measured over',
+              parse=_mask),
         Param("fill_outside", "number", None, "", "the value of voxels outside the mask (needs a mask)"),
     )
+
+    def validate(self, where):
+        if self.fill_outside is not None and self.mask == "all":
+            raise param_error(where, "fill_outside", 'needs a "mask" other than "all"')
     mask: str = "all"
     fill_outside: float | None = None
 
-    @classmethod
-    def from_params(cls, params, where):
-        p = cls.read(params, where)
-        mask = p.raw("mask")
-        if not isinstance(mask, str) or not mask:
-            raise param_error(where, "mask", f'must be "all", "nonzero", "label" or a mask name; got {mask!r}')
-        fill = p.number("fill_outside")
-        if fill is not None and mask == "all":
-            raise param_error(where, "fill_outside", 'needs a "mask" other than "all"')
-        p.finish()
-        return cls(mask=mask, fill_outside=fill)
 
 
     def _mask_source(self, image: Volume, label: Volume | None, ctx: RunContext, channel: np.ndarray):
