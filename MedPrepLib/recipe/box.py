@@ -30,6 +30,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..errors import RecipeError
 from ..geometry import Geometry
 from ..volume import Volume
 from .base import Param, RunContext, Step
@@ -142,10 +143,20 @@ def grow_box(lo, hi, geometry: Geometry, margin_mm: float) -> tuple[np.ndarray, 
     return lo, hi - lo + 1
 
 
-
 @dataclass(frozen=True)
 class MarginBoxStep(BoxStep):
     """A box step whose only parameter is ``margin_mm`` (default 0 mm)."""
 
     margin_mm: float = 0.0
     parameters = (Param("margin_mm", "number", 0.0, "mm", "kept around the box", minimum=0.0),)
+
+    def mask(self, image: Volume, label: Volume | None, where: str) -> tuple[np.ndarray, str]:
+        """(boolean (z, y, x) mask to crop to, what to say when it is empty)."""
+        raise NotImplementedError
+
+    def box(self, image, label, ctx, where):
+        mask, empty = self.mask(image, label, where)
+        found = bounding_box(mask)
+        if found is None:
+            raise RecipeError(f"{where}: {empty}")
+        return grow_box(*found, image.geometry, self.margin_mm)

@@ -1,18 +1,10 @@
-"""The ``crop_nonzero`` recipe step: Crop to the bounding box of nonzero voxels (any channel), plus ``margin_mm``.
-
-See the class docstring for units and the record; parameters: ``docs/recipes.md``.
-"""
+"""The ``crop_nonzero`` recipe step: crop to the bounding box of nonzero voxels (any channel), plus ``margin_mm``."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..errors import RecipeError
-from .box import (
-    MarginBoxStep,
-    bounding_box,
-    grow_box,
-)
+from .box import MarginBoxStep
 
 
 @dataclass(frozen=True)
@@ -21,11 +13,6 @@ class CropNonzero(MarginBoxStep):
 
     op = "crop_nonzero"
 
-    def box(self, image, label, ctx, where):
-        mask = image.array != 0
-        if mask.ndim == 4:
-            mask = mask.any(axis=3)
-        found = bounding_box(mask)
-        if found is None:
-            raise RecipeError(f"{where}: the image has no nonzero voxel to crop to")
-        return grow_box(*found, image.geometry, self.margin_mm)
+    def mask(self, image, label, where):
+        nonzero = image.array != 0
+        return (nonzero.any(axis=3) if nonzero.ndim == 4 else nonzero), "the image has no nonzero voxel to crop to"
