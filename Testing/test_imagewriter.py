@@ -112,3 +112,32 @@ def test_four_d_nifti_keeps_its_time_spacing(tmp_path):
     volume = read_image(tmp_path / "in.nii.gz")
     write_image(volume, tmp_path / "out.nii.gz")
     assert sitk.ReadImage(str(tmp_path / "out.nii.gz")).GetSpacing()[3] == pytest.approx(2.5)
+
+
+def test_deflate_engine_is_named_and_writes_standard_gzip(tmp_path):
+    from MedPrepLib.imagewriter import deflate_engine
+
+    engine = deflate_engine()
+    assert engine.split()[0] in ("isal", "zlib")
+    volume = _volume((6, 8, 10), np.int16)
+    write_image(volume, tmp_path / "a.nii.gz")
+    data = (tmp_path / "a.nii.gz").read_bytes()
+    assert data[:4] == b"\x1f\x8b\x08\x00" and data[4:8] == b"\0\0\0\0"  # gzip, no name, mtime 0
+    assert gzip.decompress(data)[352:] == volume.array.tobytes()
+
+
+@pytest.mark.parametrize("suffix", [".nii.gz", ".nrrd", ".mha", ".mhd", ".nhdr"])
+def test_zlib_fallback_writes_the_same_image(tmp_path, monkeypatch, suffix):
+    """Where isal has no wheel the standard library compresses: other bytes, the same image."""
+    import zlib
+
+    from MedPrepLib import imagewriter
+
+    volume = _volume((5, 7, 9), np.float32)
+    write_image(volume, tmp_path / f"isal{suffix}")
+    monkeypatch.setattr(imagewriter, "_DEFLATE", zlib)
+    assert imagewriter.deflate_engine().startswith("zlib ")
+    write_image(volume, tmp_path / f"zlib{suffix}")
+    for name in ("isal", "zlib"):
+        back = read_image(tmp_path / f"{name}{suffix}")
+        np.testing.assert_array_equal(back.array, volume.array)
