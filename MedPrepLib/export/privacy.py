@@ -154,7 +154,7 @@ def _texts(value: Any) -> list[str]:
         value = bytes(value).decode("latin-1", "replace")
     if isinstance(value, str):
         return [value]
-    if isinstance(value, Iterable):
+    if isinstance(value, (Sequence, set, frozenset)):  # lists, pydicom MultiValue (not PersonName: str() it)
         return [t for v in value for t in _texts(v)]
     return [str(value)]
 
