@@ -74,10 +74,3 @@ def check_index(folder: str | os.PathLike, cases: Sequence[CaseFiles], *, scanne
         )
     return n_folds
 
-
-def relative(path: str | os.PathLike) -> str:
-    """A path relative to the dataset folder as an index holds it (``/`` separators)."""
-    text = Path(path).as_posix()
-    if Path(path).is_absolute() or text.startswith("../") or text == "..":
-        raise ExportError(f"{text!r} is not a path inside the dataset folder")
-    return text
