@@ -140,10 +140,7 @@ class _Walker:
         implicit = self.implicit if implicit is None else implicit
         group, elem = struct.unpack(order + "HH", d[pos : pos + 4])
         tag = (group << 16) | elem
-        if group == 0xFFFE:  # items and delimiters never carry a VR
-            (length,) = struct.unpack(order + "I", d[pos + 4 : pos + 8])
-            return Element(tag, None, pos, pos + 4, 4, pos + 8, None if length == 0xFFFFFFFF else length, depth, False, self.big)
-        if implicit:
+        if group == 0xFFFE or implicit:  # items and delimiters never carry a VR
             (length,) = struct.unpack(order + "I", d[pos + 4 : pos + 8])
             return Element(tag, None, pos, pos + 4, 4, pos + 8, None if length == 0xFFFFFFFF else length, depth, False, self.big)
         vr = d[pos + 4 : pos + 6]
@@ -157,16 +154,22 @@ class _Walker:
             return Element(tag, vr, pos, pos + 6, 2, pos + 8, length, depth, False, self.big)
         raise ValueError(f"bad VR {vr!r} at {pos}")
 
+    def record(self, pos: int, depth: int, implicit: bool, delimiter: int) -> tuple[Element | None, int | None]:
+        """Read and keep the header at ``pos``; returns it and, when the walk of its level ends
+        there (no header fits, or it is ``delimiter``), the offset where that level ends."""
+        e = self.header(pos, depth, implicit)
+        if e is None:
+            return None, len(self.data)
+        self.out.append(e)
+        return e, (e.value_at if e.tag == delimiter else None)
+
     def dataset(self, pos: int, end: int | None, depth: int, implicit: bool) -> int:
         """Elements from ``pos`` to ``end`` (or to an item delimiter when None); returns the end."""
         limit = len(self.data) if end is None else end
         while pos < limit:
-            e = self.header(pos, depth, implicit)
-            if e is None:
-                return len(self.data)
-            self.out.append(e)
-            if e.tag == ITEM_END:
-                return e.value_at
+            e, level_end = self.record(pos, depth, implicit, ITEM_END)
+            if level_end is not None:
+                return level_end
             if e.tag in PIXEL_TAGS and depth == 0:
                 self.pixel_value_at = e.value_at
                 if e.length is None:
@@ -183,12 +186,9 @@ class _Walker:
     def sequence(self, pos: int, end: int | None, depth: int, implicit: bool) -> int:
         limit = len(self.data) if end is None else end
         while pos < limit:
-            e = self.header(pos, depth, implicit)
-            if e is None:
-                return len(self.data)
-            self.out.append(e)
-            if e.tag == SEQ_END:
-                return e.value_at
+            e, level_end = self.record(pos, depth, implicit, SEQ_END)
+            if level_end is not None:
+                return level_end
             if e.tag != ITEM:
                 raise ValueError(f"tag {e.tag:08X} inside a sequence at {pos}")
             pos = self.dataset(e.value_at, None if e.length is None else e.end, depth + 1, implicit)

@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -46,27 +47,29 @@ def big_image(tmp_path_factory) -> Path:
     return path
 
 
-def _mount_tmpfs(where: Path, options: str) -> None:
+@contextmanager
+def _tmpfs(where: Path, options: str):
+    """A tmpfs mounted at ``where`` with mount ``options`` for the block; skips without root."""
     where.mkdir(parents=True, exist_ok=True)
     done = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(where)], capture_output=True)
     if done.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here (needs root): {done.stderr.decode().strip()}")
+    try:
+        yield where
+    finally:
+        subprocess.run(["umount", str(where)], check=False)
 
 
 @pytest.fixture
 def read_only_folder(tmp_path):
-    where = tmp_path / "ro"
-    _mount_tmpfs(where, "ro,size=1m")
-    yield where
-    subprocess.run(["umount", str(where)], check=False)
+    with _tmpfs(tmp_path / "ro", "ro,size=1m") as where:
+        yield where
 
 
 @pytest.fixture
 def full_disk(tmp_path):
-    where = tmp_path / "tiny"
-    _mount_tmpfs(where, "size=256k")
-    yield where
-    subprocess.run(["umount", str(where)], check=False)
+    with _tmpfs(tmp_path / "tiny", "size=256k") as where:
+        yield where
 
 
 def _commands(image: Path, recipe: Path, out: Path) -> dict[str, list]:
