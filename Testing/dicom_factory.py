@@ -55,6 +55,57 @@ def save(ds, path: str | os.PathLike) -> Path:
     return path
 
 
+def _new_file(
+    path,
+    sop_class: str,
+    *,
+    series_uid: str,
+    modality: str,
+    image_type: Sequence[str],
+    sop_uid: str | None = None,
+    study_uid: str = "1.2.826.0.1.3680043.8.498.1",
+):
+    """A data set to be saved at ``path`` (explicit VR little endian) with its file meta, SOP,
+    study and series UIDs, modality and image type set."""
+    from pydicom.dataset import Dataset, FileDataset, FileMetaDataset
+
+    sop_uid = sop_uid or new_uid()
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = sop_class
+    meta.MediaStorageSOPInstanceUID = sop_uid
+    meta.TransferSyntaxUID = EXPLICIT_VR_LE
+    meta.ImplementationClassUID = "1.2.826.0.1.3680043.8.498.2"
+    ds = FileDataset(str(path), Dataset(), file_meta=meta, preamble=b"\0" * 128)
+    ds.SOPClassUID = sop_class
+    ds.SOPInstanceUID = sop_uid
+    ds.StudyInstanceUID = study_uid
+    ds.SeriesInstanceUID = series_uid
+    ds.Modality = modality
+    ds.ImageType = list(image_type)
+    return ds
+
+
+def _new_multiframe_file(
+    path, sop_class: str, *, rows: int, cols: int, pixel_spacing, slice_thickness: str, **identity
+):
+    """:func:`_new_file` for an enhanced multi-frame image of 16-bit unsigned grey pixels, and its
+    Shared Functional Groups item holding the Pixel Measures macro (returned with it)."""
+    from pydicom.dataset import Dataset
+    from pydicom.sequence import Sequence as Seq
+
+    ds = _new_file(path, sop_class, **identity)
+    ds.Rows, ds.Columns = rows, cols
+    ds.SamplesPerPixel = 1
+    ds.PhotometricInterpretation = "MONOCHROME2"
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 0
+    shared = Dataset()
+    measures = Dataset()
+    measures.PixelSpacing = [f"{v:g}" for v in pixel_spacing]
+    measures.SliceThickness = slice_thickness
+    shared.PixelMeasuresSequence = Seq([measures])
+    return ds, shared
+
+
 def write_slice(
     path: str | os.PathLike,
     pixels: np.ndarray,
@@ -77,26 +128,20 @@ def write_slice(
     **attributes,
 ) -> Path:
     """Write one single-frame image; ``pixels`` are stored values, (rows, cols) or (rows, cols, 3)."""
-    from pydicom.dataset import Dataset, FileDataset, FileMetaDataset
-
-    sop_uid = sop_uid or new_uid()
     sop_class = sop_class or (CT_IMAGE_STORAGE if modality == "CT" else MR_IMAGE_STORAGE)
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = sop_class
-    meta.MediaStorageSOPInstanceUID = sop_uid
-    meta.TransferSyntaxUID = EXPLICIT_VR_LE
-    meta.ImplementationClassUID = "1.2.826.0.1.3680043.8.498.2"
-    ds = FileDataset(str(path), Dataset(), file_meta=meta, preamble=b"\0" * 128)
-    ds.SOPClassUID = sop_class
-    ds.SOPInstanceUID = sop_uid
-    ds.StudyInstanceUID = study_uid
-    ds.SeriesInstanceUID = series_uid
-    ds.Modality = modality
+    ds = _new_file(
+        path,
+        sop_class,
+        sop_uid=sop_uid,
+        study_uid=study_uid,
+        series_uid=series_uid,
+        modality=modality,
+        image_type=image_type,
+    )
     ds.PatientName = "Synthetic^Phantom"
     ds.PatientID = "SYNTH-0001"
     ds.SeriesNumber = 1
     ds.InstanceNumber = instance_number
-    ds.ImageType = list(image_type)
     if position is not None:
         ds.ImagePositionPatient = [f"{v:.6f}" for v in position]
     if orientation is not None:
@@ -121,6 +166,41 @@ def write_slice(
     dtype = np.uint8 if colour else (np.int16 if signed else np.uint16)
     ds.PixelData = np.ascontiguousarray(pixels.astype(dtype)).tobytes()
     return save(ds, path)
+
+
+def write_stack(
+    folder: str | os.PathLike,
+    positions: Sequence[Sequence[float]],
+    *,
+    rows: int,
+    cols: int,
+    skip: Sequence[int] = (),
+    series_uid: str | None = None,
+    **kwargs,
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """One file per position (LPS, mm): slice k holds ``expected_stored(k, rows, cols)`` and
+    InstanceNumber n - k, in a file named ``slice {(k * 5) % n:03d}-{k}.dcm`` (names not in
+    slice order); the slices whose index is in ``skip`` are not written. Other keyword
+    arguments go to :func:`write_slice`. Returns [(position, stored)] of the written slices,
+    in position order."""
+    folder = Path(folder)
+    series_uid = series_uid or new_uid()
+    truth = []
+    n = len(positions)
+    for k, p in enumerate(positions):
+        if k in skip:
+            continue
+        stored = expected_stored(k, rows, cols)
+        write_slice(
+            folder / f"slice {(k * 5) % n:03d}-{k}.dcm",
+            stored,
+            position=p,
+            series_uid=series_uid,
+            instance_number=n - k,
+            **kwargs,
+        )
+        truth.append((np.asarray(p, float), stored))
+    return truth
 
 
 def series_positions(
@@ -226,31 +306,20 @@ def write_enhanced_mr(
     must use the functional groups, not the frame order. ``second_orientation`` adds a
     sagittal stack of the same slices (frames of two orientations in one file).
     """
-    from pydicom.dataset import Dataset, FileDataset, FileMetaDataset
+    from pydicom.dataset import Dataset
     from pydicom.sequence import Sequence as Seq
 
-    sop_uid = new_uid()
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.4.1"
-    meta.MediaStorageSOPInstanceUID = sop_uid
-    meta.TransferSyntaxUID = EXPLICIT_VR_LE
-    meta.ImplementationClassUID = "1.2.826.0.1.3680043.8.498.2"
-    ds = FileDataset(str(path), Dataset(), file_meta=meta, preamble=b"\0" * 128)
-    ds.SOPClassUID = meta.MediaStorageSOPClassUID
-    ds.SOPInstanceUID = sop_uid
-    ds.StudyInstanceUID = "1.2.826.0.1.3680043.8.498.1"
-    ds.SeriesInstanceUID = series_uid or new_uid()
-    ds.Modality = "MR"
-    ds.ImageType = ["ORIGINAL", "PRIMARY", "M", "NONE"]
-    ds.Rows, ds.Columns = rows, cols
-    ds.SamplesPerPixel = 1
-    ds.PhotometricInterpretation = "MONOCHROME2"
-    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 0
-    shared = Dataset()
-    measures = Dataset()
-    measures.PixelSpacing = [f"{v:g}" for v in pixel_spacing]
-    measures.SliceThickness = f"{step:g}"
-    shared.PixelMeasuresSequence = Seq([measures])
+    ds, shared = _new_multiframe_file(
+        path,
+        "1.2.840.10008.5.1.4.1.1.4.1",
+        series_uid=series_uid or new_uid(),
+        modality="MR",
+        image_type=("ORIGINAL", "PRIMARY", "M", "NONE"),
+        rows=rows,
+        cols=cols,
+        pixel_spacing=pixel_spacing,
+        slice_thickness=f"{step:g}",
+    )
     lut = Dataset()
     lut.RescaleSlope, lut.RescaleIntercept, lut.RescaleType = f"{rescale[0]:g}", f"{rescale[1]:g}", "US"
     shared.PixelValueTransformationSequence = Seq([lut])
@@ -414,32 +483,21 @@ def write_enhanced_frames(
     (StackID) and ``rescale`` (per-frame slope, intercept). PixelSpacing lives only in the
     shared Pixel Measures macro.
     """
-    from pydicom.dataset import Dataset, FileDataset, FileMetaDataset
+    from pydicom.dataset import Dataset
     from pydicom.sequence import Sequence as Seq
 
-    sop_class = "1.2.840.10008.5.1.4.1.1.2.1" if modality == "CT" else "1.2.840.10008.5.1.4.1.1.4.1"
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = sop_class
-    meta.MediaStorageSOPInstanceUID = new_uid()
-    meta.TransferSyntaxUID = EXPLICIT_VR_LE
-    meta.ImplementationClassUID = "1.2.826.0.1.3680043.8.498.2"
-    ds = FileDataset(str(path), Dataset(), file_meta=meta, preamble=b"\0" * 128)
-    ds.SOPClassUID = sop_class
-    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
-    ds.StudyInstanceUID = "1.2.826.0.1.3680043.8.498.1"
-    ds.SeriesInstanceUID = series_uid or new_uid()
-    ds.Modality = modality
-    ds.ImageType = ["ORIGINAL", "PRIMARY", "AXIAL" if modality == "CT" else "M", "NONE"]
     rows, cols = frames[0]["stored"].shape
-    ds.Rows, ds.Columns = rows, cols
-    ds.SamplesPerPixel = 1
-    ds.PhotometricInterpretation = "MONOCHROME2"
-    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 0
-    shared = Dataset()
-    measures = Dataset()
-    measures.PixelSpacing = [f"{v:g}" for v in pixel_spacing]
-    measures.SliceThickness = "3"
-    shared.PixelMeasuresSequence = Seq([measures])
+    ds, shared = _new_multiframe_file(
+        path,
+        "1.2.840.10008.5.1.4.1.1.2.1" if modality == "CT" else "1.2.840.10008.5.1.4.1.1.4.1",
+        series_uid=series_uid or new_uid(),
+        modality=modality,
+        image_type=("ORIGINAL", "PRIMARY", "AXIAL" if modality == "CT" else "M", "NONE"),
+        rows=rows,
+        cols=cols,
+        pixel_spacing=pixel_spacing,
+        slice_thickness="3",
+    )
     if shared_orientation is not None:
         ori = Dataset()
         ori.ImageOrientationPatient = [f"{v:.8f}" for v in shared_orientation]

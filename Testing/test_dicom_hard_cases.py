@@ -26,6 +26,7 @@ from dicom_factory import (
     write_enhanced_frames,
     write_mosaic,
     write_slice,
+    write_stack,
 )
 
 from MedPrepLib.dicom.scan import scan
@@ -67,23 +68,9 @@ def _tilted_positions(n, step, tilt_deg, orientation, origin=(0.0, 0.0, 0.0), ga
 
 def _write_stack(folder, positions, orientation, **kwargs):
     """One file per position (names not in slice order); returns [(position, stored)] in position order."""
-    series_uid = kwargs.pop("series_uid", None) or new_uid()
-    truth = []
-    n = len(positions)
-    for k, p in enumerate(positions):
-        stored = expected_stored(k, ROWS, COLS)
-        write_slice(
-            folder / f"slice {(k * 5) % n:03d}-{k}.dcm",
-            stored,
-            position=p,
-            orientation=orientation,
-            pixel_spacing=PIXEL_SPACING,
-            series_uid=series_uid,
-            instance_number=n - k,
-            **kwargs,
-        )
-        truth.append((np.asarray(p, float), stored))
-    return truth
+    return write_stack(
+        folder, positions, orientation=orientation, rows=ROWS, cols=COLS, pixel_spacing=PIXEL_SPACING, **kwargs
+    )
 
 
 def _assert_slices_on_grid(volume, truth, values=lambda stored: stored - 1024, t=None):
@@ -228,18 +215,23 @@ def test_stored_values_and_modality_lut(tmp_path, signed, bits, junk, rescale, m
     np.testing.assert_allclose(volume.array, np.stack(expected), rtol=1e-6, atol=0 if integral else 1e-6)
 
 
-def test_float_slope_varying_per_slice_gives_float32(tmp_path):
+def _rescaled_slices(folder, rescales, **kwargs) -> None:
+    """One series of axial slices 2 mm apart: slice k holds ``expected_stored(k)`` with the
+    Modality LUT ``rescales[k]`` (slope, intercept; None: no rescale tags)."""
     uid = new_uid()
-    for k in range(3):
+    for k, rescale in enumerate(rescales):
         write_slice(
-            tmp_path / f"{k}.dcm",
+            folder / f"{k}.dcm",
             expected_stored(k, ROWS, COLS),
             position=(0, 0, 2.0 * k),
             series_uid=uid,
-            bits_stored=16,
-            rescale=(0.000125 * (k + 1), -0.5 * k),
-            modality="MR",
+            rescale=rescale,
+            **kwargs,
         )
+
+
+def test_float_slope_varying_per_slice_gives_float32(tmp_path):
+    _rescaled_slices(tmp_path, [(0.000125 * (k + 1), -0.5 * k) for k in range(3)], bits_stored=16, modality="MR")
     volume = load_path(tmp_path)
     assert volume.array.dtype == np.float32
     for k in range(3):
@@ -249,15 +241,7 @@ def test_float_slope_varying_per_slice_gives_float32(tmp_path):
 
 
 def test_rescale_missing_in_some_slices_is_applied_per_slice_and_warned(tmp_path):
-    uid = new_uid()
-    for k in range(3):
-        write_slice(
-            tmp_path / f"{k}.dcm",
-            expected_stored(k, ROWS, COLS),
-            position=(0, 0, 2.0 * k),
-            series_uid=uid,
-            rescale=None if k == 1 else (1.0, -1024.0),
-        )
+    _rescaled_slices(tmp_path, [None if k == 1 else (1.0, -1024.0) for k in range(3)])
     volume = load_path(tmp_path)
     for k in range(3):
         np.testing.assert_array_equal(volume.array[k], expected_stored(k, ROWS, COLS) - (0 if k == 1 else 1024))
@@ -476,18 +460,17 @@ def test_mosaic_4d_series(tmp_path):
 
 
 # ------------------------------------------------------------------------------ one folder, many things
+def _axial_slice(path, stored, z, *, series_uid, **kwargs):
+    """One axial slice at (0, 0, ``z`` mm) with the test grid's pixel spacing; returns its path."""
+    return write_slice(path, stored, position=(0, 0, z), series_uid=series_uid, pixel_spacing=PIXEL_SPACING, **kwargs)
+
+
 def _axial_series(folder, n=4, *, series_uid, prefix="a", base=0, **kwargs):
     truth = []
     for k in range(n):
         stored = expected_stored(k + base, ROWS, COLS)
-        write_slice(
-            folder / f"{prefix}{k}.dcm",
-            stored,
-            position=(0, 0, 2.5 * k),
-            pixel_spacing=PIXEL_SPACING,
-            series_uid=series_uid,
-            instance_number=k + 1,
-            **kwargs,
+        _axial_slice(
+            folder / f"{prefix}{k}.dcm", stored, 2.5 * k, series_uid=series_uid, instance_number=k + 1, **kwargs
         )
         truth.append((np.array([0.0, 0.0, 2.5 * k]), stored))
     return truth
@@ -522,12 +505,11 @@ def test_two_acquisitions_at_the_same_positions_are_kept_apart(tmp_path):
 def test_localizer_of_the_same_orientation_is_skipped_by_image_type(tmp_path):
     uid = new_uid()
     truth = _axial_series(tmp_path, series_uid=uid)
-    write_slice(
+    _axial_slice(
         tmp_path / "loc.dcm",
         expected_stored(9, ROWS, COLS),
-        position=(0, 0, 1.0),
+        1.0,
         series_uid=uid,
-        pixel_spacing=PIXEL_SPACING,
         image_type=("ORIGINAL", "PRIMARY", "LOCALIZER"),
     )
     result = scan(tmp_path, cache=False)
@@ -538,14 +520,7 @@ def test_localizer_of_the_same_orientation_is_skipped_by_image_type(tmp_path):
 def test_single_reacquired_slice_is_its_own_stack_not_a_localizer(tmp_path):
     uid = new_uid()
     truth = _axial_series(tmp_path, series_uid=uid, AcquisitionNumber=1)
-    write_slice(
-        tmp_path / "again.dcm",
-        expected_stored(7, ROWS, COLS),
-        position=(0, 0, 5.0),
-        series_uid=uid,
-        pixel_spacing=PIXEL_SPACING,
-        AcquisitionNumber=2,
-    )
+    _axial_slice(tmp_path / "again.dcm", expected_stored(7, ROWS, COLS), 5.0, series_uid=uid, AcquisitionNumber=2)
     result = scan(tmp_path, cache=False)
     assert result.skipped == []
     by_acquisition = {s.split_key["acquisition"]: s for s in result.stacks}
@@ -562,13 +537,7 @@ def test_copies_and_duplicates(tmp_path):
     shutil.copy(tmp_path / "a1.dcm", tmp_path / "copy of a1.dcm")
     shutil.copy(tmp_path / "a2.dcm", tmp_path / "nested" / "deeper" / "a2.dcm")
     # the same slice again under a new SOPInstanceUID, identical pixels
-    write_slice(
-        tmp_path / "resent.dcm",
-        expected_stored(2, ROWS, COLS),
-        position=(0, 0, 5.0),
-        series_uid=uid,
-        pixel_spacing=PIXEL_SPACING,
-    )
+    _axial_slice(tmp_path / "resent.dcm", expected_stored(2, ROWS, COLS), 5.0, series_uid=uid)
     result = scan(tmp_path, cache=False)
     assert sorted(s.reason for s in result.skipped) == ["duplicate_sop_instance"] * 2
     volume = load_path(tmp_path)
@@ -581,13 +550,8 @@ def test_same_position_with_different_values_is_refused(tmp_path, change):
     uid = new_uid()
     _axial_series(tmp_path, series_uid=uid)
     stored = expected_stored(9 if change == "pixels" else 2, ROWS, COLS)
-    write_slice(
-        tmp_path / "other.dcm",
-        stored,
-        position=(0, 0, 5.0),
-        series_uid=uid,
-        pixel_spacing=PIXEL_SPACING,
-        rescale=(1.0, -1000.0 if change == "rescale" else -1024.0),
+    _axial_slice(
+        tmp_path / "other.dcm", stored, 5.0, series_uid=uid, rescale=(1.0, -1000.0 if change == "rescale" else -1024.0)
     )
     with pytest.raises(DicomError, match=r"same position .*slice 3 of 4") as exc:
         load_path(tmp_path)
@@ -751,13 +715,7 @@ def test_file_cut_anywhere_is_skipped_with_a_reason_never_loaded(tmp_path):
     # a folder with a file cut inside its header: scan says truncated, the rest loads
     uid = new_uid()
     truth = _axial_series(tmp_path / "series", series_uid=uid)
-    write_slice(
-        tmp_path / "series" / "cut.dcm",
-        expected_stored(9, ROWS, COLS),
-        position=(0, 0, 10.0),
-        series_uid=uid,
-        pixel_spacing=PIXEL_SPACING,
-    )
+    _axial_slice(tmp_path / "series" / "cut.dcm", expected_stored(9, ROWS, COLS), 10.0, series_uid=uid)
     (tmp_path / "series" / "cut.dcm").write_bytes((tmp_path / "series" / "cut.dcm").read_bytes()[:400])
     result = scan(tmp_path / "series", cache=False)
     assert [(s.path.endswith("cut.dcm"), s.reason) for s in result.skipped] == [(True, "truncated")]
@@ -832,23 +790,15 @@ def test_4d_series_with_a_slice_sent_twice(tmp_path, key, caplog):
     uid = new_uid()
     for t in range(2):
         for z in range(4):
-            write_slice(
+            _axial_slice(
                 tmp_path / f"t{t}z{z}.dcm",
                 expected_stored(z + 10 * t, ROWS, COLS),
-                position=(0, 0, 3.0 * z),
+                3.0 * z,
                 series_uid=uid,
-                pixel_spacing=PIXEL_SPACING,
                 **{key: t + 1},
             )
     resent = tmp_path / "resent.dcm"
-    write_slice(
-        resent,
-        expected_stored(2 + 10, ROWS, COLS),
-        position=(0, 0, 6.0),
-        series_uid=uid,
-        pixel_spacing=PIXEL_SPACING,
-        **{key: 2},
-    )
+    _axial_slice(resent, expected_stored(2 + 10, ROWS, COLS), 6.0, series_uid=uid, **{key: 2})
     (stack,) = scan(tmp_path, cache=False).stacks
     assert stack.n_timepoints == 2
     with caplog.at_level("DEBUG", logger="MedPrepLib.dicom.load"):
@@ -861,14 +811,7 @@ def test_4d_series_with_a_slice_sent_twice(tmp_path, key, caplog):
     debug = [r.getMessage() for r in caplog.records if r.levelname == "DEBUG" and "dropped duplicate" in r.getMessage()]
     assert len(debug) == 1 and "resent.dcm" in debug[0] and "t1z2.dcm" in debug[0]  # file names: DEBUG only
     # the same slice sent again with other pixels: refused, naming the time point (files: detail)
-    write_slice(
-        resent,
-        expected_stored(77, ROWS, COLS),
-        position=(0, 0, 6.0),
-        series_uid=uid,
-        pixel_spacing=PIXEL_SPACING,
-        **{key: 2},
-    )
+    _axial_slice(resent, expected_stored(77, ROWS, COLS), 6.0, series_uid=uid, **{key: 2})
     with pytest.raises(DicomError, match=r"6\.000 mm along the normal\) and \w+ 2 .*slice 3 of 4") as exc:
         load_path(tmp_path)
     assert exc.value.detail == "resent.dcm, t1z2.dcm"

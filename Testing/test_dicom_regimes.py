@@ -15,7 +15,7 @@ import pytest
 
 pytest.importorskip("pydicom")
 
-from dicom_factory import expected_stored, new_uid, write_slice  # noqa: E402
+from dicom_factory import write_stack  # noqa: E402
 
 from MedPrepLib.dicom.regularize import MAX_GAP_STEPS  # noqa: E402
 from MedPrepLib.errors import GeometryError  # noqa: E402
@@ -53,26 +53,10 @@ def _write(folder, table, *, tilt_deg: float = 0.0, drop=()) -> list[tuple[np.nd
     """
     t = math.radians(tilt_deg)
     orientation = (1.0, 0.0, 0.0, 0.0, math.cos(t), -math.sin(t))
-    uid = new_uid()
-    truth = []
-    n = len(table)
-    for k, z in enumerate(table):
-        if k in drop:
-            continue
-        stored = expected_stored(k, ROWS, COLS)
-        position = ORIGIN + np.array([0.0, 0.0, z])
-        write_slice(
-            folder / f"im{(k * 7) % n:03d}-{k}.dcm",
-            stored,
-            position=position,
-            orientation=orientation,
-            pixel_spacing=PIXEL_SPACING,
-            series_uid=uid,
-            instance_number=n - k,
-            slice_thickness=2.5,
-        )
-        truth.append((position, stored))
-    return truth
+    positions = [ORIGIN + np.array([0.0, 0.0, z]) for z in table]
+    return write_stack(
+        folder, positions, rows=ROWS, cols=COLS, skip=drop, orientation=orientation, pixel_spacing=PIXEL_SPACING
+    )
 
 
 def _hit_slices(volume, truth, *, tilt_deg: float = 0.0) -> list[int]:
