@@ -1,11 +1,9 @@
 """MedPrep: clinical images to reproducible deep-learning datasets — the 3D Slicer module.
 
-The module file only declares the module. The panel is ``MedPrepGui`` (Qt side), the work is
-done by the Qt-free ``MedPrepCore`` over the ``MedPrepLib`` engine, and the self-test cases are
-the ``*TestCase.py`` files of ``MedPrepSelfTest``; all three packages sit next to this file.
+This file only declares the module. Next to it: the panel ``MedPrepGui`` (Qt side), the Qt-free
+``MedPrepCore`` over the ``MedPrepLib`` engine, and the self-test cases of ``MedPrepSelfTest``.
 """
 
-import logging
 import os
 import sys
 
@@ -16,8 +14,7 @@ from slicer.ScriptedLoadableModule import *
 
 
 def _makeMedPrepImportable() -> None:
-    """Put this folder on ``sys.path`` (its packages) and, in an unbuilt checkout, the checkout root
-    (``MedPrepLib``; built or installed, CMake compiles it next to this file)."""
+    """Put this folder (its packages) on sys.path and, unbuilt, the checkout root (``MedPrepLib``; CMake puts it here)."""
     moduleDir = os.path.dirname(os.path.abspath(__file__))
     if moduleDir not in sys.path:
         sys.path.append(moduleDir)
@@ -31,7 +28,7 @@ _makeMedPrepImportable()
 
 from MedPrepCore.ModuleLogic import ModuleLogic  # noqa: E402  (after the path set-up)
 from MedPrepGui.ParameterNode import MedPrepParameterNode  # noqa: E402
-from MedPrepGui.Resources import resourcePath  # noqa: E402
+from MedPrepGui.Resources import resourcePath, setModuleIcon  # noqa: E402, F401  (resourcePath: console use)
 
 
 class MedPrep(ScriptedLoadableModule):
@@ -41,7 +38,6 @@ class MedPrep(ScriptedLoadableModule):
         ScriptedLoadableModule.__init__(self, parent)
         self.parent.title = _("MedPrep")
         self.parent.categories = [translate("qSlicerAbstractCoreModule", "Informatics")]
-        self.parent.dependencies = []
         self.parent.contributors = ["MedPrep developers"]
         self.parent.helpText = _(
             "Turn clinical images into clean, reproducible deep-learning data, with exact geometry. "
@@ -53,21 +49,13 @@ class MedPrep(ScriptedLoadableModule):
             "MedPrep builds on 3D Slicer, SimpleITK, pydicom, numpy and scipy. "
             "The module layout follows Slicer's scripted-module template."
         )
-        try:  # the built module finds its icon by itself; an unbuilt checkout needs telling
-            import qt
-
-            self.parent.icon = qt.QIcon(resourcePath("Icons/MedPrep.png"))
-        except (ImportError, FileNotFoundError):
-            logging.debug("MedPrep: module icon not found")
+        setModuleIcon(self.parent)
 
 
 class MedPrepWidget(ScriptedLoadableModuleWidget):
     """Embeds the panel (``MedPrepGui.Panel.MedPrepPanel``), which holds all the widget code."""
 
-    def __init__(self, parent=None) -> None:
-        ScriptedLoadableModuleWidget.__init__(self, parent)
-        self.logic = None
-        self.panel = None
+    logic = panel = None  # made in setup()
 
     def setup(self) -> None:
         ScriptedLoadableModuleWidget.setup(self)
@@ -89,12 +77,7 @@ class MedPrepWidget(ScriptedLoadableModuleWidget):
 
 
 class MedPrepLogic(ScriptedLoadableModuleLogic, ModuleLogic):
-    """What the module does, callable without the panel (Python console, batch scripts, tests).
-
-    ``volume``, ``findDicomStacks``, ``loadDicom``, ``process`` and ``exportVolume`` are the Qt-free
-    ``MedPrepCore.ModuleLogic``'s (documented there), on the application's scene; Slicer's base
-    class adds the parameter node.
-    """
+    """What the module does without the panel: ``MedPrepCore.ModuleLogic`` on slicer.mrmlScene, plus the parameter node."""
 
     def __init__(self, parent=None) -> None:
         ScriptedLoadableModuleLogic.__init__(self, parent)

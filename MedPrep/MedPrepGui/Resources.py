@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 
 MODULE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -19,3 +20,14 @@ def resourcePath(relativePath: str) -> str:
         if os.path.exists(candidate):
             return candidate
     raise FileNotFoundError(f"MedPrep resource '{relativePath}' not found next to {MODULE_DIR}")
+
+
+def setModuleIcon(parent) -> None:
+    """Give the module (``parent`` of ``ScriptedLoadableModule``) its icon: a built module finds
+    it by itself, an unbuilt checkout needs telling. Without Qt or the icon nothing is set."""
+    try:
+        import qt
+
+        parent.icon = qt.QIcon(resourcePath("Icons/MedPrep.png"))
+    except (ImportError, FileNotFoundError):
+        logging.debug("MedPrep: module icon not found")
