@@ -206,6 +206,19 @@ def check_finite(image: Volume, where: str) -> None:
         raise RecipeError(f"{where}: the image holds NaN or infinite voxels", hint="fix or mask them before this step")
 
 
+def mask_name(*kinds: str):
+    """A ``Param.parse`` for a ``"mask"`` parameter: one of ``kinds`` (``"all"``, ``"label"``...)
+    or the name of a mask volume given to the run; any non-empty text."""
+    listed = ", ".join(f'"{k}"' for k in kinds)
+
+    def parse(value, where: str) -> str:
+        if not isinstance(value, str) or not value:
+            raise param_error(where, "mask", f"must be {listed} or a mask name; got {value!r}")
+        return value
+
+    return parse
+
+
 def param_error(where: str, name: str, problem: str) -> RecipeError:
     """A RecipeError naming the step and the parameter: ``step 2 (window): 'width' must be > 0``."""
     return RecipeError(f"{where}: '{name}' {problem}")

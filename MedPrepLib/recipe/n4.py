@@ -14,7 +14,7 @@ import numpy as np
 
 from ..errors import RecipeError, require
 from ..volume import Volume
-from .base import Param, Step, param_error
+from .base import Param, Step, mask_name, param_error
 
 
 def _iterations(value, where: str) -> tuple[int, ...]:
@@ -26,11 +26,6 @@ def _iterations(value, where: str) -> tuple[int, ...]:
         raise param_error(where, "iterations", f"must be a list of positive integers (one per level), got {value!r}")
     return tuple(value)
 
-
-def _mask(value, where: str) -> str:
-    if not isinstance(value, str) or not value:
-        raise param_error(where, "mask", f'must be "otsu", "all", "label" or a mask name; got {value!r}')
-    return value
 
 
 @dataclass(frozen=True)
@@ -52,7 +47,7 @@ class N4BiasCorrection(Step):
         Param("iterations", "list of integers", [50, 50, 50, 50], "", "per fitting level", parse=_iterations),
         Param("convergence_threshold", "number", 0.001, "", "stop a level when the change is below it", minimum=0.0),
         Param("control_points", "integer", 4, "", "per axis at the coarsest level", minimum=4),
-        Param("mask", "text", "otsu", "", '"otsu", "all", "label" or a mask name: where the bias is estimated', parse=_mask),
+        Param("mask", "text", "otsu", "", '"otsu", "all", "label" or a mask name: where the bias is estimated', parse=mask_name("otsu", "all", "label")),
     )
     shrink_factor: int = 4
     iterations: tuple[int, ...] = (50, 50, 50, 50)

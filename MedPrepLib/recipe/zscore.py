@@ -12,17 +12,12 @@ import numpy as np
 from ..errors import RecipeError
 from ..processing.blockwise import as_float32, blockwise, is_nonzero, mean_std
 from ..volume import Volume
-from .base import Param, RunContext, Step, check_finite, output_array, param_error
+from .base import Param, RunContext, Step, check_finite, mask_name, output_array, param_error
 
 
 def _positive(m: np.ndarray) -> np.ndarray:
     return m > 0
 
-
-def _mask(value, where: str) -> str:
-    if not isinstance(value, str) or not value:
-        raise param_error(where, "mask", f'must be "all", "nonzero", "label" or a mask name; got {value!r}')
-    return value
 
 
 @dataclass(frozen=True)
@@ -47,7 +42,7 @@ class ZScore(Step):
     op = "zscore"
     parameters = (
         Param("mask", "text", "all", "", '"all", "nonzero", "label" or a mask name: the voxels mean and std are measured over',
-              parse=_mask),
+              parse=mask_name("all", "nonzero", "label")),
         Param("fill_outside", "number", None, "", "the value of voxels outside the mask (needs a mask)"),
     )
 
