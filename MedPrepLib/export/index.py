@@ -22,6 +22,20 @@ def _listing(items: Sequence[str], limit: int = 5) -> str:
     return shown + (f" and {len(items) - limit} more" if len(items) > limit else "")
 
 
+def check_layout(folder: str | os.PathLike, cases: Sequence[CaseFiles], expected, *, what: str, helper: str) -> None:
+    """Refuse a case whose files are not where the format puts them: ``expected(case)`` is the
+    :class:`CaseFiles` the format's ``case_files`` gives for it; ``what`` names the format in
+    the message ("nnU-Net"), ``helper`` the function to name files with ("nnunet.case_files")."""
+    for case in cases:
+        want = expected(case)
+        if case != want:
+            raise ExportError(
+                f"case {case.case_id} is not laid out as {what} expects: {list(case.files)}",
+                path=folder,
+                hint=f"name its files as {helper} does: {list(want.files)}",
+            )
+
+
 def check_index(folder: str | os.PathLike, cases: Sequence[CaseFiles], *, scanned: Sequence[str] = ()) -> int:
     """Check what an index is about to claim; returns the number of folds (0 when no training
     case has a fold).

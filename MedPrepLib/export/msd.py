@@ -35,7 +35,7 @@ from ..errors import ExportError
 from ..jsonfiles import write_json
 from ..volume import Volume
 from .cases import CaseFiles, check_case_id, check_channel_names, check_label_table
-from .index import check_index
+from .index import check_index, check_layout
 
 FILE_ENDING = ".nii.gz"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]*$")
@@ -151,14 +151,13 @@ def write_index(
     """
     folder = Path(dataset_folder)
     content = dataset_json(cases, labels=labels, channels=channels, name=name, description=description)
-    for case in cases:
-        expected = case_files(case.case_id, case.split, labelled=case.labelled, fold=case.fold)
-        if case != expected:
-            raise ExportError(
-                f"case {case.case_id} is not laid out as the Decathlon format expects: {list(case.files)}",
-                path=folder,
-                hint=f"name its files as msd.case_files does: {list(expected.files)}",
-            )
+    check_layout(
+        folder,
+        cases,
+        lambda c: case_files(c.case_id, c.split, labelled=c.labelled, fold=c.fold),
+        what="the Decathlon format",
+        helper="msd.case_files",
+    )
     for sub in ("imagesTr", "labelsTr", "imagesTs"):
         make_folder(folder / sub)  # nnU-Net's MSD converter asserts all three exist
     check_index(folder, cases, scanned=("imagesTr", "labelsTr", "imagesTs", "labelsTs"))

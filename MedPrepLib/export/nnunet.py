@@ -34,7 +34,7 @@ from ..atomic import make_folder
 from ..errors import ExportError
 from ..jsonfiles import write_json
 from .cases import CaseFiles, check_case_id, check_channel_names, check_label_table
-from .index import check_index
+from .index import check_index, check_layout
 
 FILE_ENDING = ".nii.gz"
 RESERVED_IDS = range(1, 11)
@@ -173,14 +173,13 @@ def write_index(
     """
     folder = Path(dataset_folder)
     content = dataset_json(cases, labels=labels, channels=channels, name=name, description=description)
-    for case in cases:
-        expected = case_files(case.case_id, case.split, channels=len(channels), labelled=case.labelled, fold=case.fold)
-        if case != expected:
-            raise ExportError(
-                f"case {case.case_id} is not laid out as nnU-Net expects: {list(case.files)}",
-                path=folder,
-                hint=f"name its files as nnunet.case_files does: {list(expected.files)}",
-            )
+    check_layout(
+        folder,
+        cases,
+        lambda c: case_files(c.case_id, c.split, channels=len(channels), labelled=c.labelled, fold=c.fold),
+        what="nnU-Net",
+        helper="nnunet.case_files",
+    )
     for sub in ("imagesTr", "labelsTr", "imagesTs"):
         make_folder(folder / sub)  # nnU-Net asserts imagesTr and labelsTr exist, its MSD tools imagesTs
     n_folds = check_index(folder, cases, scanned=("imagesTr", "labelsTr", "imagesTs", "labelsTs"))

@@ -43,7 +43,7 @@ from ..errors import ExportError
 from ..jsonfiles import write_json
 from ..volume import Volume
 from .cases import CaseFiles, check_case_id, check_channel_names, check_label_table
-from .index import check_index
+from .index import check_index, check_layout
 
 FORMATS = ("nifti", "npz")
 ZIP_DATE_TIME = (1980, 1, 1, 0, 0, 0)
@@ -195,16 +195,13 @@ def write_index(
     folder = Path(dataset_folder)
     table = check_label_table(labels)
     text = manifest_text(cases, fmt=fmt, channels=channels)
-    for case in cases:
-        expected = case_files(
-            case.case_id, case.split, fmt=fmt, channels=len(channels), labelled=case.labelled, fold=case.fold
-        )
-        if case != expected:
-            raise ExportError(
-                f"case {case.case_id} is not laid out as the {fmt} format expects: {list(case.files)}",
-                path=folder,
-                hint=f"name its files as plain.case_files does: {list(expected.files)}",
-            )
+    check_layout(
+        folder,
+        cases,
+        lambda c: case_files(c.case_id, c.split, fmt=fmt, channels=len(channels), labelled=c.labelled, fold=c.fold),
+        what=f"the {fmt} format",
+        helper="plain.case_files",
+    )
     make_folder(folder)
     check_index(folder, cases, scanned=("images", "labels") if fmt == "nifti" else ("cases",))
     return [
