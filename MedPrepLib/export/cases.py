@@ -227,3 +227,86 @@ def check_label_table(labels: Mapping[str, int], *, consecutive: bool = False) -
             hint="remap them with a label map (--label-map)",
         )
     return dict(sorted(table.items(), key=lambda item: item[1]))
+
+
+# --- what a source finds, before the cases have pseudonyms ---------------------------------------
+
+
+@dataclass(frozen=True, eq=False)
+class SourceCase:
+    """One study as a source (DICOM folder, Slicer database, cohort table, image folder) finds it,
+    before the export gives it a pseudonym.
+
+    The runner sorts the ``key`` of every source case into case ids
+    (:func:`~.privacy.assign_case_ids`), then builds a :class:`Case` with :meth:`to_case`.
+    Nothing here is written to the dataset except through the allow-listed ``sidecar``.
+
+    Attributes
+    ----------
+    key:
+        A stable, unique sort key of the case: for DICOM ``(patient key, StudyInstanceUID)``,
+        for a table row or an image file its input path(s). Never written anywhere.
+    patient:
+        The opaque patient key shared by all studies of one patient (never written).
+    images, label, split, columns, warnings:
+        As in :class:`Case`. Loaders must be picklable (module-level functions or
+        :func:`functools.partial` of them, never lambdas) so that worker processes can run them.
+    key_row:
+        ``(patient, study, source)`` for the key file: the source PatientID (or cohort
+        ``patient`` value), the StudyInstanceUID ("" when none) and the input path, as typed.
+        Written only to the user's ``--key-file``.
+    fingerprint:
+        A digest of everything the case is made from (file paths, sizes, modification times,
+        selection), so a re-run can tell that the inputs of an existing dataset changed.
+    sidecar:
+        The allow-listed acquisition facts of the case (:func:`~.privacy.sidecar`).
+    modality:
+        The modality of the first channel (``CT``, ``MR``...; "" when unknown); chooses QC
+        windowing and nnU-Net's channel name.
+    """
+
+    key: tuple[str, ...]
+    patient: str
+    images: Mapping[str, VolumeSource]
+    label: VolumeSource | None = None
+    split: str | None = None
+    columns: Mapping[str, str] = field(default_factory=dict)
+    warnings: tuple[str, ...] = ()
+    key_row: tuple[str, str, str] = ("", "", "")
+    fingerprint: str = ""
+    sidecar: Mapping[str, object] = field(default_factory=dict)
+    modality: str = ""
+
+    def to_case(self, case_id: str) -> Case:
+        """The :class:`Case` under its pseudonym ``case_id``."""
+        return Case(
+            case_id,
+            patient=self.patient,
+            images=self.images,
+            label=self.label,
+            split=self.split,
+            columns=self.columns,
+            warnings=self.warnings,
+        )
+
+
+@dataclass(frozen=True)
+class Exclusion:
+    """An input left out of the dataset, with its reason (shown in the report, never identifying).
+
+    ``what`` names the input without source paths or patient data: a stack id with modality,
+    series number and description ("stack s1a2b3c4d5 (CT, series 2, 'Topogram')"), or a cohort
+    table row number ("row 7"). ``reason`` says why ("a localizer: 3 slices; fewer than 10").
+    """
+
+    what: str
+    reason: str
+
+
+@dataclass
+class SourceCases:
+    """What a source yields: the cases, the inputs left out with reasons, and warnings."""
+
+    cases: list[SourceCase] = field(default_factory=list)
+    excluded: list[Exclusion] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
