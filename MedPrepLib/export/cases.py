@@ -248,6 +248,9 @@ class SourceCase:
         for a table row or an image file its input path(s). Never written anywhere.
     patient:
         The opaque patient key shared by all studies of one patient (never written).
+    modality:
+        The modality of the first channel (``CT``, ``MR``...; "" when unknown); chooses QC
+        windowing and nnU-Net's channel name.
     images, label, split, columns, warnings:
         As in :class:`Case`. Loaders must be picklable (module-level functions or
         :func:`functools.partial` of them, never lambdas) so that worker processes can run them.
@@ -260,14 +263,12 @@ class SourceCase:
         selection), so a re-run can tell that the inputs of an existing dataset changed.
     sidecar:
         The allow-listed acquisition facts of the case (:func:`~.privacy.sidecar`).
-    modality:
-        The modality of the first channel (``CT``, ``MR``...; "" when unknown); chooses QC
-        windowing and nnU-Net's channel name.
     """
 
     key: tuple[str, ...]
     patient: str
     images: Mapping[str, VolumeSource]
+    modality: str = ""
     label: VolumeSource | None = None
     split: str | None = None
     columns: Mapping[str, str] = field(default_factory=dict)
@@ -275,7 +276,6 @@ class SourceCase:
     key_row: tuple[str, str, str] = ("", "", "")
     fingerprint: str = ""
     sidecar: Mapping[str, object] = field(default_factory=dict)
-    modality: str = ""
 
     def to_case(self, case_id: str) -> Case:
         """The :class:`Case` under its pseudonym ``case_id``."""
