@@ -1,9 +1,18 @@
 """The ``medprep`` command: argument handling only, over the MedPrepLib API.
 
-Each sub-command lives in its own module of this package with two functions:
-``add_parser(subparsers)`` registering its arguments and ``run(args) -> int``. Errors derived
-from :class:`~MedPrepLib.errors.MedPrepError` become a one-line message on stderr and a non-zero
-exit; ``--verbose`` adds the traceback.
+Each sub-command lives in its own module of this package, named after the command, and declares
+what :class:`Command` lists: ``HELP`` (its line in ``medprep --help``), ``DESCRIPTION`` (the
+paragraph atop ``medprep NAME --help``, or ``None``), ``add_arguments(parser)`` (its arguments
+only) and ``run(args) -> int``. :func:`build_parser` makes the sub-parser from that declaration,
+so no module restates the registration.
+
+Adding a command (``medprep export``, say) is adding one module and one line: write
+``MedPrepLib/cli/export.py`` with those four names, and put ``"export"`` into :data:`COMMANDS`
+where ``medprep --help`` should list it (``Testing/test_cli_frame.py`` then checks that it
+registers and has help).
+
+Errors derived from :class:`~MedPrepLib.errors.MedPrepError` become a one-line message on stderr
+and a non-zero exit; ``--verbose`` adds the traceback.
 """
 
 from __future__ import annotations
@@ -14,13 +23,30 @@ import logging
 import signal
 import sys
 import traceback
+from typing import Protocol
 
 from .. import __version__
 from ..errors import CancelledError, MedPrepError, SeriesSelectionError
 from .progressbar import ProgressBar
 
-# Sub-command modules, in the order ``medprep --help`` lists them.
 COMMANDS = ["info", "demo", "scan", "convert", "preprocess", "restore", "statistics", "recipe", "cache"]
+"""The sub-command modules, in the order ``medprep --help`` lists them; each is a :class:`Command`."""
+
+
+class Command(Protocol):
+    """What a sub-command module declares; :func:`build_parser` registers it from these."""
+
+    HELP: str
+    """One line: what the command does, as ``medprep --help`` lists it."""
+    DESCRIPTION: str | None
+    """The paragraph atop ``medprep NAME --help`` (``None``: none)."""
+
+    def add_arguments(self, parser: argparse.ArgumentParser) -> None:
+        """Add the command's arguments to its sub-parser."""
+
+    def run(self, args: argparse.Namespace) -> int:
+        """Carry the command out; returns the exit status."""
+
 
 EXIT_ERROR = 2
 EXIT_CANCELLED = 130  # 128 + SIGINT, as a shell reports Ctrl-C
@@ -72,7 +98,10 @@ def build_parser() -> argparse.ArgumentParser:
             if exc.name != module_name:
                 raise
             continue  # a command of a feature not built yet; Testing/test_cli_frame.py lists what must exist
-        module.add_parser(sub)
+        command: Command = module
+        parser_of_command = sub.add_parser(name, help=command.HELP, description=command.DESCRIPTION)
+        command.add_arguments(parser_of_command)
+        parser_of_command.set_defaults(func=command.run)
     return parser
 
 

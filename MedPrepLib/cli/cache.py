@@ -12,22 +12,21 @@ from pathlib import Path
 
 from ..dicom.index import INDEX_FILENAME, cache_disabled, clear_index, default_cache_dir, index_files, index_path
 
+HELP = "show or delete the DICOM header index (it stores the full paths of scanned files)"
+DESCRIPTION = (
+    "The header index lets `medprep scan` skip unchanged files. It stores the full path of "
+    "every file scanned (folder names often carry patient names), outside any output. "
+    "MEDPREP_CACHE=off or `scan --no-cache` disable it."
+)
 
-def add_parser(sub) -> None:
-    p = sub.add_parser(
-        "cache",
-        help="show or delete the DICOM header index (it stores the full paths of scanned files)",
-        description="The header index lets `medprep scan` skip unchanged files. It stores the full path of "
-        "every file scanned (folder names often carry patient names), outside any output. "
-        "MEDPREP_CACHE=off or `scan --no-cache` disable it.",
-    )
+
+def add_arguments(p) -> None:
     p.add_argument("action", choices=("info", "clear"), help="info: where it is and how big; clear: delete it")
     p.add_argument(
         "--cache-dir",
         metavar="PATH",
         help="folder (or .sqlite file) of the index (default: $MEDPREP_CACHE or ~/.cache/medprep)",
     )
-    p.set_defaults(func=run)
 
 
 def _target(args) -> Path:

@@ -31,13 +31,14 @@ def _spoken(suffixes) -> str:
     return ", ".join(suffixes[:-1]) + " or " + suffixes[-1]
 
 
-def add_parser(sub) -> None:
-    p = sub.add_parser(
-        "convert",
-        help="convert a DICOM series (folder or file) or an image file to NIfTI / NRRD / MHA",
-        description="Load one image stack with exact geometry and write it. A folder with several "
-        "stacks needs --series (the error lists the ids; `medprep scan DIR` shows them too).",
-    )
+HELP = "convert a DICOM series (folder or file) or an image file to NIfTI / NRRD / MHA"
+DESCRIPTION = (
+    "Load one image stack with exact geometry and write it. A folder with several "
+    "stacks needs --series (the error lists the ids; `medprep scan DIR` shows them too)."
+)
+
+
+def add_arguments(p) -> None:
     p.add_argument("input", help="DICOM folder, DICOM file, or image file (.nii, .nii.gz, .nrrd, .mha, ...)")
     p.add_argument("output", help="output image: " + _spoken(OUTPUT_SUFFIXES))
     p.add_argument("--series", default=None, help="stack id (from `medprep scan`) or SeriesInstanceUID to convert")
@@ -48,7 +49,6 @@ def add_parser(sub) -> None:
         help="tilted or unevenly spaced stacks: resample onto a regular grid (default) or refuse",
     )
     p.add_argument("--overwrite", action="store_true", help="replace OUTPUT if it exists")
-    p.set_defaults(func=run)
 
 
 def _output_suffix(path: str) -> str:

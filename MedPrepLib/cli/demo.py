@@ -10,12 +10,13 @@ from pathlib import Path
 
 from ..errors import OutputExistsError
 
+HELP = "run the main job on built-in sample data (a synthetic chest CT)"
+DESCRIPTION = None
 
-def add_parser(sub) -> None:
-    p = sub.add_parser("demo", help="run the main job on built-in sample data (a synthetic chest CT)")
+
+def add_arguments(p) -> None:
     p.add_argument("out", nargs="?", default="medprep-demo", help="output folder (default: ./medprep-demo)")
     p.add_argument("--overwrite", action="store_true", help="replace the contents of an existing demo folder")
-    p.set_defaults(func=run)
 
 
 def run(args) -> int:

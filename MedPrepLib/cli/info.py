@@ -16,14 +16,15 @@ import numpy as np
 from ..errors import InputError
 from ..imageio import is_image_file, read_image
 
+HELP = "show shape, spacing, origin, direction, orientation and value range of an image"
+DESCRIPTION = None
 
-def add_parser(sub) -> None:
-    p = sub.add_parser("info", help="show shape, spacing, origin, direction, orientation and value range of an image")
+
+def add_arguments(p) -> None:
     p.add_argument("path", help="image file (.nii, .nii.gz, .nrrd, .mha, .mhd, .hdr, .mnc), DICOM file or folder")
     p.add_argument("--series", help="DICOM stack id (from medprep scan) or SeriesInstanceUID, when PATH holds several")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of text")
     p.add_argument("--allow-nonfinite", action="store_true", help="accept NaN/Inf voxels instead of failing")
-    p.set_defaults(func=run)
 
 
 def describe(volume) -> dict:

@@ -17,14 +17,14 @@ from ..imageio import check_image_output, image_suffix, is_image_file, read_imag
 from ..progress import as_progress
 from ..recipe import Recipe, label_on_image_grid, load_statistics, run_recipe, write_json
 
+HELP = "apply a preprocessing recipe (JSON) to an image and optionally its label map"
+DESCRIPTION = (
+    "Run a preprocessing recipe on one image (and its label map) and record provenance "
+    "for medprep restore."
+)
 
-def add_parser(sub) -> None:
-    p = sub.add_parser(
-        "preprocess",
-        help="apply a preprocessing recipe (JSON) to an image and optionally its label map",
-        description="Run a preprocessing recipe on one image (and its label map) and record provenance "
-        "for medprep restore.",
-    )
+
+def add_arguments(p) -> None:
     p.add_argument("input", help="image file or DICOM file/folder")
     p.add_argument("output", help="output image file (.nii.gz, .nrrd, .mha, ...)")
     p.add_argument("--recipe", required=True, help="recipe JSON file")
@@ -35,7 +35,6 @@ def add_parser(sub) -> None:
     p.add_argument("--statistics", help="dataset statistics JSON (statistics pass, or an nnU-Net fingerprint)")
     p.add_argument("--seed", type=int, default=0, help="seed for random steps, a non-negative integer (default 0)")
     p.add_argument("--overwrite", action="store_true", help="replace existing output files")
-    p.set_defaults(func=run)
 
 
 def default_provenance_path(output: str | Path) -> Path:

@@ -8,18 +8,15 @@ from __future__ import annotations
 
 import sys
 
+HELP = "list every recipe step with its parameters, defaults and units, or check a recipe file"
+DESCRIPTION = "The recipe reference (from the code itself), or the validation of a recipe JSON file."
 
-def add_parser(sub) -> None:
-    p = sub.add_parser(
-        "recipe",
-        help="list every recipe step with its parameters, defaults and units, or check a recipe file",
-        description="The recipe reference (from the code itself), or the validation of a recipe JSON file.",
-    )
+
+def add_arguments(p) -> None:
     what = p.add_mutually_exclusive_group(required=True)
     what.add_argument("--list", action="store_true", help="every op, parameter, default, unit and window preset")
     what.add_argument("--markdown", action="store_true", help="the same as Markdown (docs/recipes.md)")
     what.add_argument("--check", metavar="R.json", help="validate a recipe file and print its steps with every default")
-    p.set_defaults(func=run)
 
 
 def run(args) -> int:

@@ -18,19 +18,18 @@ from ..imageio import check_image_output, read_image, write_image
 from ..jsonfiles import read_json
 from ..recipe.invert import check_provenance, restore_label
 
+HELP = "map a label map predicted in preprocessed space back onto the original image grid"
+DESCRIPTION = (
+    "Undo the geometric steps of a preprocessing run (crop/pad, reorientation, resampling) "
+    "on a predicted label map, using the provenance JSON that medprep preprocess wrote."
+)
 
-def add_parser(sub) -> None:
-    p = sub.add_parser(
-        "restore",
-        help="map a label map predicted in preprocessed space back onto the original image grid",
-        description="Undo the geometric steps of a preprocessing run (crop/pad, reorientation, resampling) "
-        "on a predicted label map, using the provenance JSON that medprep preprocess wrote.",
-    )
+
+def add_arguments(p) -> None:
     p.add_argument("pred", help="predicted label map on the preprocessed grid (.nii.gz, .nrrd, .mha, ...)")
     p.add_argument("output", help="where to write the label map on the original grid")
     p.add_argument("--provenance", required=True, help="provenance JSON written by medprep preprocess")
     p.add_argument("--overwrite", action="store_true", help="replace OUTPUT if it exists")
-    p.set_defaults(func=run)
 
 
 def read_provenance(path: str | Path) -> dict:

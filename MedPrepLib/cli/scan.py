@@ -13,9 +13,11 @@ from collections import Counter
 
 from ..sources import find_stacks
 
+HELP = "list the image stacks (series) in a DICOM folder or a Slicer DICOM database"
+DESCRIPTION = None
 
-def add_parser(sub) -> None:
-    p = sub.add_parser("scan", help="list the image stacks (series) in a DICOM folder or a Slicer DICOM database")
+
+def add_arguments(p) -> None:
     p.add_argument("dir", metavar="DIR", help="DICOM folder (searched recursively), file, or Slicer database")
     p.add_argument("--json", action="store_true", help="print one JSON object (series and skipped files)")
     p.add_argument("--no-cache", action="store_true", help="do not use or update the header index")
@@ -25,7 +27,6 @@ def add_parser(sub) -> None:
         help="folder (or .sqlite file) for the header index (default: $MEDPREP_CACHE or ~/.cache/medprep)",
     )
     p.add_argument("--workers", type=int, default=None, help="header-reading processes (default: automatic)")
-    p.set_defaults(func=run)
 
 
 def _fmt_spacing(spacing) -> str:

@@ -26,14 +26,14 @@ from ..progress import as_progress
 from ..recipe import Recipe, compute_statistics, label_on_image_grid, write_json
 from .preprocess import read_input
 
+HELP = "measure the dataset statistics a recipe needs (nnU-Net CT normalisation, dataset mean)"
+DESCRIPTION = (
+    "The statistics pass over a training set; its output is what `medprep preprocess "
+    "--statistics` reads."
+)
 
-def add_parser(sub) -> None:
-    p = sub.add_parser(
-        "statistics",
-        help="measure the dataset statistics a recipe needs (nnU-Net CT normalisation, dataset mean)",
-        description="The statistics pass over a training set; its output is what `medprep preprocess "
-        "--statistics` reads.",
-    )
+
+def add_arguments(p) -> None:
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files or DICOM files/folders, one per case")
     p.add_argument("-o", "--output", required=True, help="statistics JSON to write")
     p.add_argument("--recipe", help="recipe JSON: measure what its steps need (default: nnU-Net's foreground properties)")
@@ -46,7 +46,6 @@ def add_parser(sub) -> None:
         help="without --recipe: foreground voxels sampled per case (default nnU-Net's 10e7 / number of cases)",
     )
     p.add_argument("--overwrite", action="store_true", help="replace OUTPUT if it exists")
-    p.set_defaults(func=run)
 
 
 def fingerprint_recipes(channels: int, seed: int | None = None, samples_per_case: int | None = None) -> list[Recipe]:
