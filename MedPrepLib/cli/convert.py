@@ -17,6 +17,7 @@ from pathlib import Path
 from ..errors import InputError
 from ..imageio import ONE_FILE_WRITE_SUFFIXES, check_image_output, image_suffix
 from ..progress import as_progress
+from .arguments import add_input_output, add_overwrite, add_series
 
 OUTPUT_SUFFIXES = ONE_FILE_WRITE_SUFFIXES
 """What convert writes: MedPrep's writable formats (``imageio.WRITE_SUFFIXES``) that are one file.
@@ -39,16 +40,16 @@ DESCRIPTION = (
 
 
 def add_arguments(p) -> None:
-    p.add_argument("input", help="DICOM folder, DICOM file, or image file (.nii, .nii.gz, .nrrd, .mha, ...)")
-    p.add_argument("output", help="output image: " + _spoken(OUTPUT_SUFFIXES))
-    p.add_argument("--series", default=None, help="stack id (from `medprep scan`) or SeriesInstanceUID to convert")
+    input_help = "DICOM folder, DICOM file, or image file (.nii, .nii.gz, .nrrd, .mha, ...)"
+    add_input_output(p, input_help, "output image: " + _spoken(OUTPUT_SUFFIXES))
+    add_series(p, "stack id (from `medprep scan`) or SeriesInstanceUID to convert")
     p.add_argument(
         "--geometry-policy",
         choices=("resample", "reject"),
         default="resample",
         help="tilted or unevenly spaced stacks: resample onto a regular grid (default) or refuse",
     )
-    p.add_argument("--overwrite", action="store_true", help="replace OUTPUT if it exists")
+    add_overwrite(p)
 
 
 def _output_suffix(path: str) -> str:

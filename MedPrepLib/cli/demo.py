@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import OutputExistsError
+from .arguments import add_overwrite
 
 HELP = "run the main job on built-in sample data (a synthetic chest CT)"
 DESCRIPTION = None
@@ -16,7 +17,7 @@ DESCRIPTION = None
 
 def add_arguments(p) -> None:
     p.add_argument("out", nargs="?", default="medprep-demo", help="output folder (default: ./medprep-demo)")
-    p.add_argument("--overwrite", action="store_true", help="replace the contents of an existing demo folder")
+    add_overwrite(p, "replace the contents of an existing demo folder")
 
 
 def run(args) -> int:

@@ -15,6 +15,7 @@ import numpy as np
 
 from ..errors import InputError
 from ..imageio import is_image_file, read_image
+from .arguments import add_series
 
 HELP = "show shape, spacing, origin, direction, orientation and value range of an image"
 DESCRIPTION = None
@@ -22,7 +23,7 @@ DESCRIPTION = None
 
 def add_arguments(p) -> None:
     p.add_argument("path", help="image file (.nii, .nii.gz, .nrrd, .mha, .mhd, .hdr, .mnc), DICOM file or folder")
-    p.add_argument("--series", help="DICOM stack id (from medprep scan) or SeriesInstanceUID, when PATH holds several")
+    add_series(p, "DICOM stack id (from medprep scan) or SeriesInstanceUID, when PATH holds several")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of text")
     p.add_argument("--allow-nonfinite", action="store_true", help="accept NaN/Inf voxels instead of failing")
 

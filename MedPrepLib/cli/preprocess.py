@@ -16,6 +16,7 @@ from ..errors import InputError, RecipeError
 from ..imageio import check_image_output, image_suffix, is_image_file, read_image, write_image
 from ..progress import as_progress
 from ..recipe import Recipe, label_on_image_grid, load_statistics, run_recipe, write_json
+from .arguments import add_input_output, add_overwrite, add_series
 
 HELP = "apply a preprocessing recipe (JSON) to an image and optionally its label map"
 DESCRIPTION = (
@@ -25,16 +26,15 @@ DESCRIPTION = (
 
 
 def add_arguments(p) -> None:
-    p.add_argument("input", help="image file or DICOM file/folder")
-    p.add_argument("output", help="output image file (.nii.gz, .nrrd, .mha, ...)")
+    add_input_output(p, "image file or DICOM file/folder", "output image file (.nii.gz, .nrrd, .mha, ...)")
     p.add_argument("--recipe", required=True, help="recipe JSON file")
     p.add_argument("--label", help="label map on the input image's grid")
     p.add_argument("--label-output", help="where to write the preprocessed label map (needs --label)")
-    p.add_argument("--series", help="DICOM series to use when INPUT holds several (SeriesInstanceUID or stack id)")
+    add_series(p, "DICOM series to use when INPUT holds several (SeriesInstanceUID or stack id)")
     p.add_argument("--provenance", help="provenance JSON path (default: beside OUTPUT, .provenance.json)")
     p.add_argument("--statistics", help="dataset statistics JSON (statistics pass, or an nnU-Net fingerprint)")
     p.add_argument("--seed", type=int, default=0, help="seed for random steps, a non-negative integer (default 0)")
-    p.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    add_overwrite(p, "replace existing output files")
 
 
 def default_provenance_path(output: str | Path) -> Path:

@@ -17,6 +17,7 @@ from ..errors import RecipeError
 from ..imageio import check_image_output, read_image, write_image
 from ..jsonfiles import read_json
 from ..recipe.invert import check_provenance, restore_label
+from .arguments import add_input_output, add_overwrite
 
 HELP = "map a label map predicted in preprocessed space back onto the original image grid"
 DESCRIPTION = (
@@ -26,10 +27,10 @@ DESCRIPTION = (
 
 
 def add_arguments(p) -> None:
-    p.add_argument("pred", help="predicted label map on the preprocessed grid (.nii.gz, .nrrd, .mha, ...)")
-    p.add_argument("output", help="where to write the label map on the original grid")
+    pred_help = "predicted label map on the preprocessed grid (.nii.gz, .nrrd, .mha, ...)"
+    add_input_output(p, pred_help, "where to write the label map on the original grid", input_name="pred")
     p.add_argument("--provenance", required=True, help="provenance JSON written by medprep preprocess")
-    p.add_argument("--overwrite", action="store_true", help="replace OUTPUT if it exists")
+    add_overwrite(p)
 
 
 def read_provenance(path: str | Path) -> dict:

@@ -24,6 +24,7 @@ from ..errors import InputError, RecipeError
 from ..imageio import read_image
 from ..progress import as_progress
 from ..recipe import Recipe, compute_statistics, label_on_image_grid, write_json
+from .arguments import add_overwrite
 from .preprocess import read_input
 
 HELP = "measure the dataset statistics a recipe needs (nnU-Net CT normalisation, dataset mean)"
@@ -45,7 +46,7 @@ def add_arguments(p) -> None:
         type=int,
         help="without --recipe: foreground voxels sampled per case (default nnU-Net's 10e7 / number of cases)",
     )
-    p.add_argument("--overwrite", action="store_true", help="replace OUTPUT if it exists")
+    add_overwrite(p)
 
 
 def fingerprint_recipes(channels: int, seed: int | None = None, samples_per_case: int | None = None) -> list[Recipe]:
