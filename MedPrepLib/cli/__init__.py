@@ -29,7 +29,7 @@ from .. import __version__
 from ..errors import CancelledError, MedPrepError, SeriesSelectionError
 from .progressbar import ProgressBar
 
-COMMANDS = ["info", "demo", "scan", "convert", "preprocess", "restore", "statistics", "recipe", "cache"]
+COMMANDS = ["info", "demo", "scan", "convert", "export", "preprocess", "restore", "statistics", "recipe", "cache"]
 """The sub-command modules, in the order ``medprep --help`` lists them; each is a :class:`Command`."""
 
 
@@ -109,6 +109,7 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``medprep`` console script; returns the exit status."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # what was typed, for a command that records it
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.WARNING,
         format="medprep: %(levelname)s: %(message)s",

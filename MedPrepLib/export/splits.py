@@ -155,7 +155,8 @@ def _draw(seed: int, patient: str) -> bytes:
     return hashlib.sha256(f"{seed}\0{patient}".encode()).digest()
 
 
-def _test_count(test_fraction: float, n_patients: int) -> int:
+def test_count(test_fraction: float, n_patients: int) -> int:
+    """How many of ``n_patients`` labelled patients rule 3 puts in the test part."""
     count = int(test_fraction * n_patients + 0.5)
     if test_fraction > 0 and count == 0 and n_patients >= 2:
         count = 1
@@ -197,7 +198,7 @@ def make_splits(
 
     # the test part: fixed test patients, then draws from the strata in proportion to their size
     patients = sorted(fixed, key=lambda p: _draw(seed, p))
-    target = _test_count(test_fraction, len(patients))
+    target = test_count(test_fraction, len(patients))
     test_patients = [p for p in patients if fixed[p] == "test"]
     size: dict[str, int] = defaultdict(int)
     drawn: dict[str, int] = defaultdict(int)
