@@ -12,7 +12,6 @@ node's scene.
 from __future__ import annotations
 
 import os
-import pathlib
 
 from MedPrepLib.errors import MedPrepError
 from MedPrepLib.progress import ProgressCallback
@@ -62,47 +61,10 @@ class ModuleLogic:
             self.scene, source, stackId, geometryPolicy=geometryPolicy, progressCallback=progressCallback
         )
 
-    def process(
-        self,
-        inputVolume,
-        recipe=None,
-        outputName: str | None = None,
-        transformPolicy: str = "refuse",
-        progressCallback: ProgressCallback | None = None,
-    ):
-        """Run ``inputVolume`` through a MedPrep ``recipe`` into a new volume node (returned).
+    process = staticmethod(Processing.processVolumeNode)
+    """Run a volume node through a recipe into a new node, with the run's provenance: the function
+    :func:`MedPrepCore.Processing.processVolumeNode` itself, so its signature is declared once."""
 
-        ``recipe``: a ``MedPrepLib.recipe.Recipe``, its JSON dict, or a path to a recipe JSON
-        file; None (or an unset path) copies the volume unchanged. The recipe run's provenance
-        is stored as JSON in the output node's attribute "MedPrep.provenance". See
-        :func:`MedPrepCore.Processing.processVolumeNode`.
-        """
-        return Processing.processVolumeNode(
-            inputVolume,
-            recipe,
-            outputName=outputName,
-            transformPolicy=transformPolicy,
-            progressCallback=progressCallback,
-        )
-
-    def exportVolume(
-        self,
-        inputVolume,
-        outputFolder: str | os.PathLike,
-        outputFormat: str = ".nii.gz",
-        overwrite: bool = False,
-        transformPolicy: str = "refuse",
-        progressCallback: ProgressCallback | None = None,
-    ) -> pathlib.Path:
-        """Write ``inputVolume`` into ``outputFolder`` as ``<volume name><outputFormat>``; returns the path.
-
-        See :func:`MedPrepCore.Processing.exportVolumeNodeToFolder`.
-        """
-        return Processing.exportVolumeNodeToFolder(
-            inputVolume,
-            outputFolder,
-            outputFormat=outputFormat,
-            overwrite=overwrite,
-            transformPolicy=transformPolicy,
-            progressCallback=progressCallback,
-        )
+    exportVolume = staticmethod(Processing.exportVolumeNodeToFolder)
+    """Write a volume node into a folder, named after the node; returns the path: the function
+    :func:`MedPrepCore.Processing.exportVolumeNodeToFolder` itself."""

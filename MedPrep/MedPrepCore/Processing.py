@@ -9,8 +9,9 @@
 
 Both report through ``progressCallback(label, fraction) -> True to cancel`` (raising
 :class:`~MedPrepLib.errors.CancelledError`) and raise MedPrep errors on bad input. The module's
-logic (``MedPrepLogic`` in ``MedPrep.py``, through :mod:`MedPrepCore.ModuleLogic`) is a thin
-shell over these; batch scripts may call them directly.
+logic (``MedPrepLogic`` in ``MedPrep.py``, through :mod:`MedPrepCore.ModuleLogic`) has
+:func:`processVolumeNode` and :func:`exportVolumeNodeToFolder` as its ``process`` and
+``exportVolume``; batch scripts may call them directly.
 """
 
 from __future__ import annotations
@@ -63,7 +64,6 @@ def asRecipe(recipe: Any):
 def processVolumeNode(
     inputVolume,
     recipe: Any = None,
-    *,
     outputName: str | None = None,
     transformPolicy: str = "refuse",
     progressCallback: ProgressCallback | None = None,
@@ -144,7 +144,6 @@ def exportVolumeNode(
 def exportVolumeNodeToFolder(
     inputVolume,
     outputFolder: str | os.PathLike,
-    *,
     outputFormat: str = ".nii.gz",
     overwrite: bool = False,
     transformPolicy: str = "refuse",
