@@ -107,6 +107,11 @@ class ExportError(MedPrepError):
     """A dataset export failed."""
 
 
+class LabelError(ExportError):
+    """A case's label cannot be used as it is (another grid than its image's, non-integer values,
+    values outside the dataset's label table); the export quarantines that case and goes on."""
+
+
 class MissingDependencyError(MedPrepError):
     """An optional package a feature needs is not installed."""
 
