@@ -93,6 +93,16 @@ def prepare_case(source: SourceCase, labels: LabelRules | None) -> tuple[list[Vo
     return channels, label, warnings, facts
 
 
+def remove_case_files(job: CaseJob) -> None:
+    """Remove what a failed case may have written (its files and montage), so that a
+    quarantined case leaves nothing in the dataset."""
+    for path in (*job.files.files, f"{QC_FOLDER}/{job.case_id}.png"):
+        try:
+            (job.fmt.folder / path).unlink()
+        except FileNotFoundError:
+            pass
+
+
 def _strip_software(provenance: dict) -> dict:
     """A channel's recipe provenance without the software versions (one list in medprep.json)."""
     return {k: v for k, v in provenance.items() if k != "software"}
@@ -139,9 +149,14 @@ def run_case(job: CaseJob) -> dict:
 
         qc_path = f"{QC_FOLDER}/{job.case_id}.png"
         make_folder(job.fmt.folder / QC_FOLDER)
-        write_montage(job.fmt.folder / qc_path, out_channels[0], out_label, modality=source.modality)
+        write_montage(job.fmt.folder / qc_path, out_channels[0], out_label, modality=source.modality, overwrite=True)
         files[qc_path] = file_sha256(job.fmt.folder / qc_path)
     facts = _facts(out_channels, names)
+    from .qc import percentiles
+    from .report import INTENSITY_PERCENTILES
+
+    intensity = percentiles(out_channels[0], INTENSITY_PERCENTILES)
+    facts["intensity"] = [float(v) for v in intensity] if intensity else None
     if label_facts:
         facts["label"] = label_facts
     return {

@@ -39,13 +39,13 @@ from typing import Any
 
 from .. import __version__
 from ..atomic import atomic_write_text, remove_stale_staging
-from ..errors import CancelledError, ExportError, MedPrepError, OutputError
+from ..errors import CancelledError, ExportError, MedPrepError, OutputError, RecipeError
 from ..jsonfiles import write_json
 from ..progress import as_progress
 from ..recipe import Recipe
 from ..recipe.run import software_versions
 from ..recipe.statistics import compute_statistics, steps_needing_statistics
-from .case_job import QC_FOLDER, CaseJob, prepare_case, run_case
+from .case_job import QC_FOLDER, CaseJob, prepare_case, remove_case_files, run_case
 from .cases import SourceCases
 from .formats import Format, dataset_format
 from .label_rules import LabelRules
@@ -144,8 +144,10 @@ def run_job(job: CaseJob) -> dict:
     except (OutputError, CancelledError, KeyboardInterrupt):
         raise
     except MemoryError as exc:
+        remove_case_files(job)
         return {"case": job.case_id, "status": "quarantined", "reason": _quarantine_reason(exc) + " (out of memory)"}
     except Exception as exc:  # noqa: BLE001 - a bad case must not stop the batch
+        remove_case_files(job)
         return {"case": job.case_id, "status": "quarantined", "reason": _quarantine_reason(exc)}
 
 
@@ -425,16 +427,28 @@ def _measure_statistics(needs, channels, train, label_rules, seed, quarantined, 
             except Exception as exc:  # noqa: BLE001
                 quarantined[case_id] = _quarantine_reason(exc)
 
-    statistics = {}
-    for k, (name, recipe) in enumerate(needs.items()):
-        index = channels.index(name)
+    while True:  # again without the cases quarantined on the way: nnU-Net's sample size depends on the count
+        before = len(quarantined)
+        n_cases = sum(1 for case_id, _ in train if case_id not in quarantined)
+        if n_cases == 0:
+            raise ExportError("no training case could be read for the dataset statistics", hint="see the quarantine reasons")
+        statistics = {}
+        try:
+            for k, (name, recipe) in enumerate(needs.items()):
+                index = channels.index(name)
 
-        def pairs(index=index):
-            for _, (vols, label, _, _) in prepared():
-                yield vols[index], label if index == 0 else None
+                def pairs(index=index):
+                    for _, (vols, label, _, _) in prepared():
+                        yield vols[index], label if index == 0 else None
 
-        statistics[name] = compute_statistics(recipe, pairs, seed=seed, progress=progress.sub(k / len(needs), (k + 1) / len(needs)))
-    return statistics
+                part = progress.sub(k / len(needs), (k + 1) / len(needs))
+                statistics[name] = compute_statistics(recipe, pairs, n_cases=n_cases, seed=seed, progress=part)
+        except RecipeError:
+            if len(quarantined) == before:
+                raise
+            continue
+        if len(quarantined) == before:
+            return statistics
 
 
 def _run_parallel(jobs: list[CaseJob], n_workers: int, finished) -> None:
@@ -522,9 +536,11 @@ def _finish(report, layout, cases, records, part, plan, recipes, statistics, lab
             hint="the reasons are in quarantine.csv; fix the inputs and run the same command again",
         )
     if qc:
-        from .report_data import write_dataset_report
+        from .dataset_report import write_dataset_report
 
-        keep(write_dataset_report(folder / REPORT_FILE, layout, files, records, quarantined, source.excluded, table, warnings))
+        patients = {case_id: by_id[case_id].patient for case_id in exported}
+        keep(write_dataset_report(folder / REPORT_FILE, layout, files, records, quarantined, source.excluded, table,
+                                  warnings, patients))  # fmt: skip
     for path in layout.write_index(files, table):
         keep(Path(path))
     _clean_staging(layout)
