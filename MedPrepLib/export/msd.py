@@ -64,14 +64,23 @@ def case_files(case_id: str, split: str, *, labelled: bool, fold: int | None = N
     ('imagesTr/case_0001.nii.gz', 'labelsTr/case_0001.nii.gz')
     """
     check_case_id(case_id)
+    return split_folder_files(case_id, split, [case_id + FILE_ENDING], labelled=labelled, fold=fold)
+
+
+def split_folder_files(
+    case_id: str, split: str, image_names: Sequence[str], *, labelled: bool, fold: int | None, file_ending: str = FILE_ENDING
+) -> CaseFiles:
+    """A case's files in the Decathlon's folders, which nnU-Net's layout keeps: the image files
+    ``image_names`` in ``imagesTr`` (``split`` "train") or ``imagesTs``, the label
+    ``<case_id><file_ending>`` in ``labelsTr`` or ``labelsTs`` when ``labelled``."""
     images = "imagesTr" if split == "train" else "imagesTs"
     labels = "labelsTr" if split == "train" else "labelsTs"
     return CaseFiles(
         case_id=case_id,
         split=split,
         fold=fold,
-        images=(f"{images}/{case_id}{FILE_ENDING}",),
-        label=f"{labels}/{case_id}{FILE_ENDING}" if labelled else None,
+        images=tuple(f"{images}/{name}" for name in image_names),
+        label=f"{labels}/{case_id}{file_ending}" if labelled else None,
         labelled=labelled,
     )
 

@@ -35,6 +35,7 @@ from ..errors import ExportError
 from ..jsonfiles import write_json
 from .cases import CaseFiles, check_case_id, check_channel_names, check_label_table
 from .index import check_index, check_layout
+from .msd import split_folder_files
 
 FILE_ENDING = ".nii.gz"
 RESERVED_IDS = range(1, 11)
@@ -115,16 +116,8 @@ def case_files(case_id: str, split: str, *, channels: int, labelled: bool, fold:
     check_case_id(case_id)
     if not 1 <= channels <= MAX_CHANNELS:
         raise ExportError(f"{channels} channels: nnU-Net numbers 1 to {MAX_CHANNELS} channels (_0000 ... _9999)")
-    images = "imagesTr" if split == "train" else "imagesTs"
-    labels = "labelsTr" if split == "train" else "labelsTs"
-    return CaseFiles(
-        case_id=case_id,
-        split=split,
-        fold=fold,
-        images=tuple(f"{images}/{case_id}_{c:04d}{FILE_ENDING}" for c in range(channels)),
-        label=f"{labels}/{case_id}{FILE_ENDING}" if labelled else None,
-        labelled=labelled,
-    )
+    image_names = [f"{case_id}_{c:04d}{FILE_ENDING}" for c in range(channels)]
+    return split_folder_files(case_id, split, image_names, labelled=labelled, fold=fold, file_ending=FILE_ENDING)
 
 
 def dataset_json(
