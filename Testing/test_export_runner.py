@@ -259,3 +259,28 @@ def test_planted_names_in_paths_reach_no_output(tmp_path):
             assert "Doe" not in text and "MRN12345" not in text, text
         blob = all_output_text(out)
         assert b"Doe" not in blob and b"MRN12345" not in blob and b"Jane" not in blob, fmt
+
+
+def _dice(a: np.ndarray, b: np.ndarray, value: int) -> float:
+    x, y = a == value, b == value
+    return 2.0 * np.count_nonzero(x & y) / max(1, np.count_nonzero(x) + np.count_nonzero(y))
+
+
+def test_restore_maps_a_prediction_back_through_the_dataset(tmp_path):
+    src = image_folder(tmp_path / "src", 4, shape=(24, 40, 48))
+    recipe = {"version": 1, "steps": [{"op": "resample", "spacing": [1.2, 1.2, 1.5]}, {"op": "reorient", "to": "RAS"}]}
+    report = _export(src, tmp_path / "raw", folds=2, recipe=recipe)
+    folder = report.dataset_folder
+    pred = folder / "labelsTr" / "case_0002.nii.gz"  # the exported label stands in for a prediction
+    out = tmp_path / "restored.nii.gz"
+    result = run_medprep("restore", pred, out, "--dataset", folder, "--case", "case_0002")
+    assert result.returncode == 0, result.stderr
+    restored = read_image(out)
+    original = read_image(src / "ct01_seg.nii.gz")
+    assert restored.geometry.isclose(original.geometry, atol_mm=1e-3)
+    assert _dice(restored.array, original.array, 1) > 0.9 and _dice(restored.array, original.array, 2) > 0.5
+    # refusals: an unknown case, and --dataset without --case
+    unknown = run_medprep("restore", pred, tmp_path / "x.nii.gz", "--dataset", folder, "--case", "case_0099")
+    assert unknown.returncode == 2 and "no case 'case_0099'" in unknown.stderr
+    half = run_medprep("restore", pred, tmp_path / "x.nii.gz", "--dataset", folder)
+    assert half.returncode == 2 and "--case" in half.stderr

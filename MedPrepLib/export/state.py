@@ -144,3 +144,39 @@ class ExportState:
     def remove(self) -> None:
         """Remove the work folder (after ``medprep.json`` is written)."""
         shutil.rmtree(self.root, ignore_errors=True)
+
+
+def read_dataset_record(dataset_folder: str | os.PathLike) -> dict:
+    """The ``medprep.json`` of a complete dataset, or an :class:`ExportError` saying why not."""
+    path = Path(dataset_folder) / DATASET_RECORD
+    if not path.is_file():
+        partial = (Path(dataset_folder) / WORK_FOLDER).is_dir()
+        raise ExportError(
+            "this folder is not a complete MedPrep dataset (no medprep.json)",
+            path=dataset_folder,
+            hint="finish the export by running its command again" if partial else "give the dataset folder (DatasetNNN_Name)",
+        )
+    record = read_json(path, what="dataset record", invalid=ExportError)
+    if not isinstance(record, dict) or record.get("format") != DATASET_RECORD_FORMAT:
+        raise ExportError("medprep.json is not a MedPrep dataset record", path=path)
+    return record
+
+
+def case_provenance(dataset_folder: str | os.PathLike, case_id: str) -> dict:
+    """The recipe provenance of ``case_id``'s first channel in an exported dataset: what
+    ``medprep restore --dataset DIR --case ID`` undoes to map a prediction back onto the
+    case's original grid."""
+    record = read_dataset_record(dataset_folder)
+    for case in record.get("cases", []):
+        if case.get("case") == case_id:
+            provenance = case.get("provenance") or {}
+            channels = record.get("dataset", {}).get("channels") or list(provenance)
+            if not channels or channels[0] not in provenance:
+                raise ExportError(f"case {case_id} has no recipe provenance in medprep.json", path=dataset_folder)
+            return provenance[channels[0]]
+    known = [c.get("case") for c in record.get("cases", [])]
+    quarantined = {q.get("case"): q.get("reason") for q in record.get("quarantined", [])}
+    if case_id in quarantined:
+        raise ExportError(f"case {case_id} was quarantined, not exported: {quarantined[case_id]}", path=dataset_folder)
+    shown = ", ".join(known[:3]) + (" ..." if len(known) > 3 else "")
+    raise ExportError(f"the dataset has no case {case_id!r}", path=dataset_folder, hint=f"its cases: {shown}" if known else None)
