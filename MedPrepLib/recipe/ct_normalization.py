@@ -14,7 +14,14 @@ from ..processing.blockwise import as_float32, blockwise
 from ..volume import Volume
 from .base import Param, RunContext, Step, check_finite, output_array, param_error, step_statistics
 
-_CT_KEYS = ("mean", "std", "percentile_00_5", "percentile_99_5")
+_CT_STATISTICS = {
+    "mean": "foreground mean (default: from the dataset statistics)",
+    "std": "foreground standard deviation",
+    "percentile_00_5": "foreground 0.5th percentile: lower clip",
+    "percentile_99_5": "foreground 99.5th percentile: upper clip",
+}
+"""The four numbers of the normalisation (HU), with their docs: parameters, statistics and record keys."""
+_CT_KEYS = tuple(_CT_STATISTICS)
 
 
 @dataclass(frozen=True)
@@ -39,10 +46,7 @@ class CTNormalization(Step):
 
     op = "ct_normalization"
     parameters = (
-        Param("mean", "number", None, "HU", "foreground mean (default: from the dataset statistics)"),
-        Param("std", "number", None, "HU", "foreground standard deviation"),
-        Param("percentile_00_5", "number", None, "HU", "foreground 0.5th percentile: lower clip"),
-        Param("percentile_99_5", "number", None, "HU", "foreground 99.5th percentile: upper clip"),
+        *(Param(name, "number", None, "HU", doc) for name, doc in _CT_STATISTICS.items()),
         Param("samples_per_case", "integer", None, "voxels", "statistics pass: foreground voxels sampled per case (default 10e7 / cases)", minimum=1),
         Param("seed", "integer", 1234, "", "statistics pass: seed of the sampling (nnU-Net's)", minimum=0),
         Param("channel", "integer", 0, "", "statistics pass: the channel measured", minimum=0),
