@@ -1,20 +1,21 @@
-"""The demonstration run behind ``medprep demo``: built-in phantom -> DICOM -> dataset-ready files.
+"""The demonstration run behind ``medprep demo``: the whole job on built-in data.
 
-Each stage is what a user does on their own data, through the same public API:
+What a user does with their own archive, through the same public API, on a synthetic cohort:
 
-1. write the synthetic chest CT phantom as a DICOM series (``dicom/``);
-2. scan the folder (:func:`~MedPrepLib.dicom.scan.scan`) and load the one stack found, in HU
-   with exact geometry (:func:`~MedPrepLib.dicom.load.load_stack`) -> ``ct.nii.gz``;
-3. make a reference label map by thresholds (lungs 1, bone 2) -> ``label.nii.gz``;
-4. run the demo recipe (padding to air, 1.5 mm resampling, RAS, crop to the body, CT window
-   to [0, 1]) on image and label -> ``ct_preprocessed.nii.gz``, ``label_preprocessed.nii.gz``,
-   with ``recipe.json`` and ``provenance.json`` beside them;
-5. map the preprocessed label back onto the original grid (``label_restored.nii.gz``), as a
-   prediction would be, and report the Dice overlap per label with the original.
+1. write a small CT cohort as DICOM (``dicom/``): five patients, six studies — patient 1 has
+   two studies, patient 2's study also holds a localizer and a dose report (which the export
+   skips, with reasons), patient 3 was scanned with a gantry tilt (which the loader resamples);
+2. make a label map per series (lungs 1, bone 2, by HU thresholds) on the grid MedPrep loads the
+   series onto, named by SeriesInstanceUID (``labels/``), and the label map that names them;
+3. export everything to an nnU-Net v2 raw dataset (``nnUNet_raw/Dataset500_MedPrepDemo``) with
+   pseudonymous case ids, patient-level folds, provenance, a QC report and a key file kept
+   outside the dataset (``key.csv``) — exactly ``medprep export dicom nnUNet_raw --labels labels
+   --label-map label_map.json --dataset-name MedPrepDemo --key-file key.csv``.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,22 +23,39 @@ import numpy as np
 
 from .atomic import make_folder
 from .progress import as_progress
-from .sampledata import chest_ct_phantom, write_ct_series
+from .sampledata import DemoPatient, chest_ct_phantom, write_ct_series, write_dose_report, write_localizer
 from .volume import Volume
 
-DEMO_RECIPE = {
-    "version": 1,
-    "name": "medprep-demo-chest-ct",
-    "steps": [
-        {"op": "pad_to_air"},
-        {"op": "resample", "spacing": [1.5, 1.5, 1.5], "interpolation": "linear"},
-        {"op": "reorient", "to": "RAS"},
-        {"op": "crop_body", "threshold_hu": -500, "margin_mm": 10},
-        {"op": "clip_scale", "min": -1000, "max": 400},
-    ],
-}
-
 LABELS = {1: "lungs", 2: "bone"}
+DATASET_NAME = "MedPrepDemo"
+PHANTOM_SHAPE = (36, 128, 128)
+"""(z, y, x) voxels of each demo series: small, so the demo runs in seconds."""
+PHANTOM_SPACING = (2.6, 2.6, 5.0)
+
+
+@dataclass(frozen=True)
+class DemoStudy:
+    """One study of the demo cohort: its patient, seeds and what is special about it."""
+
+    patient: DemoPatient
+    seed: int
+    tilt_deg: float = 0.0
+    extras: bool = False
+    """A localizer and a dose report in the study as well."""
+    slices: int = PHANTOM_SHAPE[0]
+
+
+def demo_cohort() -> list[DemoStudy]:
+    """The five synthetic patients and their six studies (pseudonyms, no real person)."""
+    p = [DemoPatient(f"DEMO^PATIENT{n}", f"MEDPREP-DEMO-{n:04d}") for n in range(1, 6)]
+    return [
+        DemoStudy(p[0], 1),
+        DemoStudy(p[0], 2, slices=32),  # a follow-up of patient 1: same fold
+        DemoStudy(p[1], 3, extras=True),
+        DemoStudy(p[2], 4, tilt_deg=12.0),
+        DemoStudy(p[3], 5, slices=40),
+        DemoStudy(p[4], 6),
+    ]
 
 
 @dataclass
@@ -47,7 +65,8 @@ class DemoReport:
     out: Path
     files: dict[str, Path] = field(default_factory=dict)
     lines: list[str] = field(default_factory=list)
-    dice: dict[str, float] = field(default_factory=dict)
+    export: object = None
+    """The :class:`~MedPrepLib.export.runner.ExportReport` of the export."""
 
 
 def threshold_labels(ct: Volume) -> Volume:
@@ -69,63 +88,88 @@ def dice(a: np.ndarray, b: np.ndarray) -> float:
     return 1.0 if total == 0 else 2.0 * int(np.logical_and(a, b).sum()) / total
 
 
-def run_demo(out: str | Path, *, overwrite: bool = False, progress=None) -> DemoReport:
-    """Run the demo into folder ``out``; returns what was written and a text report."""
-    from .dicom.load import load_stack
-    from .dicom.scan import scan
+def write_demo_sources(out: Path, *, overwrite: bool = False, progress=None) -> tuple[int, int]:
+    """Write the cohort's DICOM (``out/dicom``), its labels (``out/labels``) and the label map
+    (``out/label_map.json``); returns (files written, label files written)."""
+    from .export.case_job import library_warnings
     from .imageio import write_image
-    from .recipe import Recipe, run_recipe, write_json
-    from .recipe.invert import restore_label
+    from .recipe import write_json
+    from .sources import load_path
+
+    prog = as_progress(progress)
+    n_files = n_labels = 0
+    cohort = demo_cohort()
+    make_folder(out / "labels")
+    for n, study in enumerate(cohort, 1):
+        prog.update("writing the DICOM cohort", (n - 1) / len(cohort))
+        shape = (study.slices, *PHANTOM_SHAPE[1:])
+        phantom = chest_ct_phantom(shape, PHANTOM_SPACING, seed=study.seed)
+        patient_folder = out / "dicom" / study.patient.name.replace("^", "_")
+        for sub in ("scout", "dose"):
+            if study.extras:
+                make_folder(patient_folder / f"study{study.seed}" / sub)
+        folder = patient_folder / f"study{study.seed}" / "axial"
+        seed = f"demo-study-{study.seed}"
+        write_ct_series(phantom, folder, study_seed=seed, patient=study.patient, tilt_deg=study.tilt_deg,
+                        overwrite=overwrite)  # fmt: skip
+        n_files += study.slices
+        if study.extras:
+            write_localizer(phantom, patient_folder / f"study{study.seed}" / "scout" / "IM0001.dcm", study_seed=seed,
+                            patient=study.patient, overwrite=overwrite)  # fmt: skip
+            write_dose_report(patient_folder / f"study{study.seed}" / "dose" / "IM0001.dcm", study_seed=seed,
+                              patient=study.patient, overwrite=overwrite)  # fmt: skip
+            n_files += 2
+        with library_warnings():  # the export reports the tilt; no need to say it twice
+            ct = load_path(folder)  # the grid MedPrep loads the series onto (the tilted one resampled)
+        from pydicom import dcmread
+
+        series_uid = str(dcmread(folder / "IM0001.dcm", stop_before_pixels=True).SeriesInstanceUID)
+        write_image(threshold_labels(ct), out / "labels" / f"{series_uid}.nii.gz", overwrite=overwrite)
+        n_labels += 1
+    write_json({"labels": {name: value for value, name in LABELS.items()}}, out / "label_map.json", overwrite=overwrite)
+    prog.update("writing the DICOM cohort", 1.0)
+    return n_files, n_labels
+
+
+def run_demo(out: str | Path, *, overwrite: bool = False, workers: int | str = "auto", progress=None) -> DemoReport:
+    """Run the demo into folder ``out``; returns what was written and a text report."""
+    from .export.runner import export_dataset
 
     prog = as_progress(progress)
     out = Path(out)
     make_folder(out)
     report = DemoReport(out)
-    files = report.files
-
-    prog.update("writing the DICOM phantom", 0.0)
-    phantom = chest_ct_phantom()
-    files["dicom"] = out / "dicom"
-    paths = write_ct_series(phantom, files["dicom"], overwrite=overwrite)
-
-    found = scan(files["dicom"], cache=False, progress=prog.sub(0.1, 0.2))
-    stack = found.stacks[0]
-    ct = load_stack(stack, progress=prog.sub(0.2, 0.4))
-    g = ct.geometry
+    n_files, n_labels = write_demo_sources(out, overwrite=overwrite, progress=prog.sub(0.0, 0.3))
+    cohort = demo_cohort()
+    report.files.update(dicom=out / "dicom", labels=out / "labels", label_map=out / "label_map.json")
     report.lines.append(
-        f"DICOM: {len(paths)} files -> {len(found.stacks)} stack ({stack.id}, {stack.modality}), "
-        f"{len(found.skipped)} skipped"
+        f"DICOM: {len({s.patient.patient_id for s in cohort})} patients, {len(cohort)} studies, {n_files} files in "
+        f"{out / 'dicom'} (a localizer, a dose report and a gantry-tilted series among them)"
     )
+    report.lines.append(f"Labels: {n_labels} label maps (lungs 1, bone 2) named by SeriesInstanceUID in {out / 'labels'}")
+    exported = export_dataset(
+        out / "dicom", out / "nnUNet_raw", fmt="nnunet", labels_dir=out / "labels", label_map=out / "label_map.json",
+        dataset_name=DATASET_NAME, key_file=out / "key.csv", workers=workers, overwrite=overwrite,
+        command=["dicom", "nnUNet_raw", "--labels", "labels", "--label-map", "label_map.json", "--dataset-name",
+                 DATASET_NAME, "--key-file", "key.csv"],
+        progress=prog.sub(0.3, 1.0),
+    )  # fmt: skip
+    report.export = exported
+    folder = exported.dataset_folder
+    report.files.update(dataset=folder, key_file=out / "key.csv")
+    splits = folder / "splits_final.json"
+    n_folds = len(json.loads(splits.read_text())) if splits.is_file() else 0
     report.lines.append(
-        f"Loaded {g.size[0]}x{g.size[1]}x{g.size[2]} voxels at {g.spacing[0]:g}x{g.spacing[1]:g}x{g.spacing[2]:g} mm, "
-        f"{g.orientation}, {ct.dtype}, HU {ct.value_range()[0]:g} .. {ct.value_range()[1]:g} "
-        f"(-3024 = PixelPaddingValue outside the reconstruction circle)"
+        f"Exported to nnU-Net v2: {folder} — {len(exported.exported)} cases, {n_folds} folds by patient, "
+        f"{len(exported.quarantined)} quarantined"
     )
-    files["ct"] = write_image(ct, out / "ct.nii.gz", overwrite=overwrite)
-    label = threshold_labels(ct)
-    files["label"] = write_image(label, out / "label.nii.gz", overwrite=overwrite)
-
-    recipe = Recipe.from_dict(DEMO_RECIPE)
-    files["recipe"] = recipe.save(out / "recipe.json", overwrite=overwrite)
-    result = run_recipe(recipe, ct, label, progress=prog.sub(0.45, 0.85))
-    files["ct_preprocessed"] = write_image(result.image, out / "ct_preprocessed.nii.gz", overwrite=overwrite)
-    files["label_preprocessed"] = write_image(result.label, out / "label_preprocessed.nii.gz", overwrite=overwrite)
-    files["provenance"] = write_json(result.provenance, out / "provenance.json", overwrite=overwrite)
-    pg = result.image.geometry
+    for what, reason in exported.excluded:
+        report.lines.append(f"  left out: {what}: {reason}")
+    report.lines.append(f"Key file (case -> patient, keep it private, outside the dataset): {out / 'key.csv'}")
     report.lines.append(
-        f"Preprocessed ({len(recipe.steps)} steps: {', '.join(s.op for s in recipe.steps)}): "
-        f"{pg.size[0]}x{pg.size[1]}x{pg.size[2]} at {pg.spacing[0]:g} mm, {pg.orientation}, "
-        f"values {result.image.value_range()[0]:g} .. {result.image.value_range()[1]:g}"
+        f"Next: nnUNet_raw={out / 'nnUNet_raw'} nnUNetv2_plan_and_preprocess -d {int(folder.name[7:10])} -c 3d_fullres"
     )
-
-    restored = restore_label(result.label, result.provenance, progress=prog.sub(0.85, 0.95))
-    files["label_restored"] = write_image(restored, out / "label_restored.nii.gz", overwrite=overwrite)
-    for value, name in LABELS.items():
-        report.dice[name] = dice(restored.array == value, label.array == value)
-    report.lines.append(
-        "Label restored onto the original grid, Dice vs original: "
-        + ", ".join(f"{name} {d:.3f}" for name, d in report.dice.items())
-    )
-    report.lines.append("Files: " + ", ".join(p.name for k, p in files.items()))
+    if exported.report is not None:
+        report.files["report"] = exported.report
     prog.update("demo done", 1.0)
     return report

@@ -13,6 +13,7 @@ Patient identity is a pseudonym (``MEDPREP^DEMO``); there is no real patient in 
 from __future__ import annotations
 
 import datetime as _dt
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -81,20 +82,81 @@ def _uid(seed: str) -> str:
     return generate_uid(entropy_srcs=["medprep-demo", seed])
 
 
+@dataclass(frozen=True)
+class DemoPatient:
+    """A synthetic patient's identity as the DICOM headers carry it (pseudonyms, no real person)."""
+
+    name: str = "MEDPREP^DEMO"
+    patient_id: str = "MEDPREP-DEMO-0001"
+    sex: str = "O"
+    birth_date: str = ""
+
+
+def _base_dataset(sop_class: str, sop_uid: str, *, patient: DemoPatient, study_seed: str, modality: str,
+                  series_uid: str, series_number: int, series_description: str, image_type):  # fmt: skip
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian
+
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = sop_class
+    meta.MediaStorageSOPInstanceUID = sop_uid
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = Dataset()
+    ds.file_meta = meta
+    ds.SOPClassUID = sop_class
+    ds.SOPInstanceUID = sop_uid
+    ds.PatientName = patient.name
+    ds.PatientID = patient.patient_id
+    ds.PatientBirthDate = patient.birth_date
+    ds.PatientSex = patient.sex
+    ds.StudyInstanceUID = _uid(study_seed + "study")
+    ds.SeriesInstanceUID = series_uid
+    ds.FrameOfReferenceUID = _uid(study_seed + "frame")
+    ds.StudyDate = ds.SeriesDate = ds.ContentDate = _dt.date(2026, 1, 1).strftime("%Y%m%d")
+    ds.StudyDescription = "MedPrep synthetic chest phantom"
+    ds.SeriesDescription = series_description
+    ds.Modality = modality
+    ds.Manufacturer = "MedPrep"
+    ds.StudyID, ds.SeriesNumber, ds.AcquisitionNumber = "1", series_number, 1
+    ds.ImageType = list(image_type)
+    return ds
+
+
+def _pixels(ds, stored: np.ndarray) -> None:
+    ds.SamplesPerPixel = 1
+    ds.PhotometricInterpretation = "MONOCHROME2"
+    ds.Rows, ds.Columns = stored.shape
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 1
+    ds.PixelData = np.ascontiguousarray(stored.astype(np.int16)).tobytes()
+
+
 def write_ct_series(
-    volume: Volume, folder: str | Path, *, study_seed: str = "demo", pad_outside_fov: bool = True, overwrite: bool = False
+    volume: Volume,
+    folder: str | Path,
+    *,
+    study_seed: str = "demo",
+    series_seed: str | None = None,
+    patient: DemoPatient = DemoPatient(),
+    series_number: int = 2,
+    series_description: str = "Chest phantom axial",
+    tilt_deg: float = 0.0,
+    pad_outside_fov: bool = True,
+    overwrite: bool = False,
 ) -> list[Path]:
     """Write an HU volume (axial, any direction) as a DICOM CT series, one file per slice.
 
     Stored values are ``HU - RescaleIntercept`` (int16, intercept -1024, slope 1). With
     ``pad_outside_fov`` the voxels outside the circular field of view get the stored value
     PixelPaddingValue (-2000), which reads back as -3024 "HU" unless padding is handled.
-    File names are ``IM0001.dcm``...; UIDs are derived from ``study_seed`` (stable).
-    Existing files are replaced only with ``overwrite``. Returns the written paths.
+    File names are ``IM0001.dcm``...; UIDs are derived from ``study_seed`` (the study) and
+    ``series_seed`` (the series; default: the study seed), so they are stable. ``tilt_deg``
+    writes the slices as a gantry-tilted scanner does: the column direction leans by that angle
+    about the left-right axis while the slice positions still step along the volume's z axis (a
+    sheared stack, which a loader must resample). Existing files are replaced only with
+    ``overwrite``. Returns the written paths.
     """
     import pydicom
-    from pydicom.dataset import Dataset, FileMetaDataset
-    from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian
+    from pydicom.uid import CTImageStorage
 
     folder = Path(folder)
     make_folder(folder)
@@ -107,50 +169,79 @@ def write_ct_series(
         centre = g.index_to_physical([(nx - 1) / 2, (ny - 1) / 2, 0])
         outside = np.linalg.norm((pts - centre)[..., :2], axis=-1) > volume.metadata["fov_mask_radius_mm"]
         stored[:, outside] = PADDING_STORED
-    stored = stored.astype(np.int16)
-    study_uid, series_uid, frame_uid = _uid(study_seed + "study"), _uid(study_seed + "series"), _uid(study_seed + "frame")
+    series_seed = study_seed if series_seed is None else series_seed
+    series_uid = _uid(series_seed + "series")
     row_dir, col_dir = g.direction[:, 0], g.direction[:, 1]
-    today = _dt.date(2026, 1, 1).strftime("%Y%m%d")
+    if tilt_deg:
+        t = np.deg2rad(tilt_deg)
+        col_dir = np.cos(t) * g.direction[:, 1] - np.sin(t) * g.direction[:, 2]
     paths = []
     for k in range(volume.shape[0]):
-        meta = FileMetaDataset()
-        meta.MediaStorageSOPClassUID = CTImageStorage
-        meta.MediaStorageSOPInstanceUID = _uid(f"{study_seed}sop{k}")
-        meta.TransferSyntaxUID = ExplicitVRLittleEndian
-        ds = Dataset()
-        ds.file_meta = meta
-        ds.SOPClassUID = CTImageStorage
-        ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
-        ds.PatientName = "MEDPREP^DEMO"
-        ds.PatientID = "MEDPREP-DEMO-0001"
-        ds.PatientBirthDate = ""
-        ds.PatientSex = "O"
-        ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.FrameOfReferenceUID = study_uid, series_uid, frame_uid
-        ds.StudyDate = ds.SeriesDate = ds.ContentDate = today
-        ds.StudyDescription = "MedPrep synthetic chest phantom"
-        ds.SeriesDescription = "Chest phantom axial"
-        ds.Modality = "CT"
-        ds.Manufacturer = "MedPrep"
-        ds.StudyID, ds.SeriesNumber, ds.InstanceNumber, ds.AcquisitionNumber = "1", 2, k + 1, 1
-        ds.ImageType = ["ORIGINAL", "PRIMARY", "AXIAL"]
+        sop_uid = _uid(f"{study_seed}sop{k}" if series_seed == study_seed else f"{series_seed}sop{k}")
+        ds = _base_dataset(CTImageStorage, sop_uid, patient=patient, study_seed=study_seed, modality="CT",
+                           series_uid=series_uid, series_number=series_number,
+                           series_description=series_description, image_type=("ORIGINAL", "PRIMARY", "AXIAL"))  # fmt: skip
+        ds.InstanceNumber = k + 1
         ds.PatientPosition = "HFS"
         ds.ImagePositionPatient = [float(v) for v in g.index_to_physical([0, 0, k])]
         ds.ImageOrientationPatient = [float(v) for v in (*row_dir, *col_dir)]
         ds.PixelSpacing = [g.spacing[1], g.spacing[0]]  # DICOM: row spacing (y) first
         ds.SliceThickness = g.spacing[2]
+        if tilt_deg:
+            ds.GantryDetectorTilt = float(tilt_deg)
         ds.KVP = 120
-        ds.SamplesPerPixel = 1
-        ds.PhotometricInterpretation = "MONOCHROME2"
-        ds.Rows, ds.Columns = volume.shape[1], volume.shape[2]
-        ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 1
+        _pixels(ds, stored[k])
         ds.PixelPaddingValue = PADDING_STORED
         ds.RescaleIntercept, ds.RescaleSlope, ds.RescaleType = RESCALE_INTERCEPT, 1, "HU"
         ds.WindowCenter, ds.WindowWidth = 40, 400
-        ds.PixelData = np.ascontiguousarray(stored[k]).tobytes()
         path = folder / f"IM{k + 1:04d}.dcm"
         _save(ds, path, pydicom, overwrite=overwrite)
         paths.append(path)
     return paths
+
+
+def write_localizer(volume: Volume, path: str | Path, *, study_seed: str, patient: DemoPatient = DemoPatient(),
+                    overwrite: bool = False) -> Path:  # fmt: skip
+    """Write a one-image coronal localizer (scout) of ``volume``'s study, as a scanner writes it
+    before the axial series (ImageType ``ORIGINAL\\PRIMARY\\LOCALIZER``): an export skips it."""
+    import pydicom
+    from pydicom.uid import CTImageStorage
+
+    g = volume.geometry
+    projection = volume.array.astype(np.float32).mean(axis=1)[::-1]  # (z, x), superior on top
+    stored = np.clip(projection - RESCALE_INTERCEPT, -2000, 4000)
+    ds = _base_dataset(CTImageStorage, _uid(study_seed + "localizer-sop"), patient=patient, study_seed=study_seed,
+                       modality="CT", series_uid=_uid(study_seed + "localizer"), series_number=1,
+                       series_description="Topogram", image_type=("ORIGINAL", "PRIMARY", "LOCALIZER"))  # fmt: skip
+    ds.InstanceNumber = 1
+    top = g.index_to_physical([0, 0, volume.shape[0] - 1])
+    ds.ImagePositionPatient = [float(v) for v in top]
+    ds.ImageOrientationPatient = [1.0, 0.0, 0.0, 0.0, 0.0, -1.0]  # coronal: rows along x, columns down
+    ds.PixelSpacing = [g.spacing[2], g.spacing[0]]
+    _pixels(ds, stored)
+    ds.RescaleIntercept, ds.RescaleSlope = RESCALE_INTERCEPT, 1
+    _save(ds, Path(path), pydicom, overwrite=overwrite)
+    return Path(path)
+
+
+def write_dose_report(path: str | Path, *, study_seed: str, patient: DemoPatient = DemoPatient(),
+                      overwrite: bool = False) -> Path:  # fmt: skip
+    """Write a CT dose report as many scanners store it: a Secondary Capture screen (a table as
+    pixels) in its own series, which an export skips."""
+    import pydicom
+
+    secondary_capture = "1.2.840.10008.5.1.4.1.1.7"
+    ds = _base_dataset(secondary_capture, _uid(study_seed + "dose-sop"), patient=patient, study_seed=study_seed,
+                       modality="OT", series_uid=_uid(study_seed + "dose"), series_number=999,
+                       series_description="Dose Report", image_type=("DERIVED", "SECONDARY", "OTHER"))  # fmt: skip
+    ds.InstanceNumber = 1
+    ds.ConversionType = "WSD"
+    screen = np.zeros((64, 96), np.int16)
+    screen[8:12, 8:88] = 200  # lines of a table
+    screen[20:24, 8:60] = 200
+    _pixels(ds, screen)
+    _save(ds, Path(path), pydicom, overwrite=overwrite)
+    return Path(path)
 
 
 def _save(ds, path: Path, pydicom, *, overwrite: bool) -> None:

@@ -1,7 +1,7 @@
 """``medprep demo [OUT]``: the main job on built-in data, start to finish, on any machine.
 
-Generates the synthetic chest CT phantom as a DICOM series (no download), then runs what a
-user runs on their own data and prints where each result is.
+Generates a small synthetic CT cohort as DICOM with label files (no download), exports it to an
+nnU-Net v2 dataset with QC as ``medprep export`` does, and ends with the path of the report.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from pathlib import Path
 from ..errors import OutputExistsError
 from .arguments import add_overwrite
 
-HELP = "run the main job on built-in sample data (a synthetic chest CT)"
+HELP = "run the main job on built-in sample data: a synthetic CT cohort as DICOM, exported to nnU-Net v2 with QC"
 DESCRIPTION = None
 
 
@@ -30,4 +30,6 @@ def run(args) -> int:
     for line in report.lines:
         print(line)
     print(f"Demo results are in: {out.resolve()}")
-    return 0
+    if "report" in report.files:
+        print(f"QC report: {report.files['report'].resolve()}")
+    return report.export.exit_code

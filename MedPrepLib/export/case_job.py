@@ -15,6 +15,8 @@ whose message (no paths, no patient data) becomes its quarantine reason.
 
 from __future__ import annotations
 
+import logging
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -119,8 +121,45 @@ def _facts(channels: list[Volume], names: list[str]) -> dict:
     }
 
 
+class _CaseLog(logging.Handler):
+    """Holds the library's warnings during one case: they go into the case's record (and the
+    report) instead of the console, the same whichever process runs the case."""
+
+    def __init__(self):
+        super().__init__(logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        message = " ".join(record.getMessage().split())
+        if message not in self.messages:
+            self.messages.append(message)
+
+
+@contextmanager
+def library_warnings():
+    """Within the block the library's log warnings are collected (the yielded list), not shown."""
+    logger = logging.getLogger("MedPrepLib")
+    handler = _CaseLog()
+    propagate = logger.propagate
+    logger.addHandler(handler)
+    logger.propagate = False
+    try:
+        yield handler.messages
+    finally:
+        logger.removeHandler(handler)
+        logger.propagate = propagate
+
+
 def run_case(job: CaseJob) -> dict:
-    """Export one case (see the module doc); returns its record."""
+    """Export one case (see the module doc); returns its record. The library's log warnings
+    during the case become the record's warnings."""
+    with library_warnings() as logged:
+        record = _run_case(job)
+    record["warnings"] = [*record["warnings"], *(m for m in logged if m not in record["warnings"])]
+    return record
+
+
+def _run_case(job: CaseJob) -> dict:
     source = job.source
     names = list(source.images)
     channels, label, warnings, label_facts = prepare_case(source, job.labels)

@@ -116,6 +116,10 @@ class LabelTable:
         object.__setattr__(self, "labels", MappingProxyType(labels))
         object.__setattr__(self, "remap", MappingProxyType(dict(sorted(remap.items()))))
 
+    def __reduce__(self):
+        """Pickle as plain dicts (mapping proxies do not pickle): worker processes get the table."""
+        return (type(self), (dict(self.labels), dict(self.remap)))
+
     @classmethod
     def from_values(cls, values: Iterable[int]) -> LabelTable:
         """The table for labels without a label map: every value found (over the whole dataset)

@@ -312,3 +312,27 @@ def write_key_file(
     writer.writerows(astuple(r) for r in rows)
     return atomic_write_text(path, buffer.getvalue(), overwrite=overwrite)
 
+
+
+# --- texts written to a dataset ------------------------------------------------------------------
+
+_STACK_ID = re.compile(r"\bs[0-9a-f]{10}\b")
+_UID = re.compile(r"\b[0-2](?:\.(?:0|[1-9]\d*)){4,}\b")
+
+
+def scrub(text: str) -> str:
+    """A message as a dataset may hold it: stack ids (hashes of SeriesInstanceUIDs, see
+    :func:`MedPrepLib.dicom.stack.stack_id`) and DICOM UIDs taken out, since no original UID may
+    reach a dataset, not even hashed.
+
+    >>> scrub("s0123456789: gantry tilt of 12 degrees")
+    'gantry tilt of 12 degrees'
+    >>> scrub("stack s0123456789 (CT, series 2) of study 1; taken: sabcdefabcd (20 slices)")
+    'stack (CT, series 2) of study 1; taken: a stack (20 slices)'
+    >>> scrub("frame of reference 1.2.840.113619.2.55.3 differs")
+    'frame of reference <UID> differs'
+    """
+    text = re.sub(r"^s[0-9a-f]{10}: ", "", text)
+    text = re.sub(r"\bstack s[0-9a-f]{10}\b ?", "stack ", text)
+    text = _STACK_ID.sub("a stack", text)
+    return _UID.sub("<UID>", text).replace("stack  ", "stack ")

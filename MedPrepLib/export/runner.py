@@ -46,10 +46,10 @@ from ..recipe import Recipe
 from ..recipe.run import software_versions
 from ..recipe.statistics import compute_statistics, steps_needing_statistics
 from .case_job import QC_FOLDER, CaseJob, prepare_case, remove_case_files, run_case
-from .cases import SourceCases
+from .cases import Exclusion, SourceCases
 from .formats import Format, dataset_format
 from .label_rules import LabelRules
-from .privacy import KeyRow, assign_case_ids, check_key_file_path, write_key_file
+from .privacy import KeyRow, assign_case_ids, check_key_file_path, scrub, write_key_file
 from .splits import LABEL_PRESENCE, SplitCase, make_splits, test_count
 from .state import DATASET_RECORD, DATASET_RECORD_FORMAT, ExportState, file_sha256, plan_digest
 
@@ -138,7 +138,16 @@ def _quarantine_reason(exc: BaseException) -> str:
 
 def run_job(job: CaseJob) -> dict:
     """:func:`~.case_job.run_case`, with a failure turned into a quarantine record (output
-    errors and cancellation still stop the export)."""
+    errors and cancellation still stop the export); texts scrubbed of UIDs and stack ids."""
+    record = _run_job(job)
+    if "reason" in record:
+        record["reason"] = scrub(record["reason"])
+    if "warnings" in record:
+        record["warnings"] = list(dict.fromkeys(scrub(w) for w in record["warnings"]))
+    return record
+
+
+def _run_job(job: CaseJob) -> dict:
     try:
         return run_case(job)
     except (OutputError, CancelledError, KeyboardInterrupt):
@@ -267,7 +276,8 @@ def export_dataset(
         source = read_source(
             source, cohort=cohort, labels_dir=labels_dir, progress=root.sub(0.0, 0.05), **(source_options or {})
         )
-    warnings.extend(source.warnings)
+    warnings.extend(scrub(w) for w in source.warnings)
+    source = SourceCases(source.cases, [Exclusion(scrub(e.what), scrub(e.reason)) for e in source.excluded], warnings)
     if not source.cases:
         reasons = "; ".join(f"{e.what}: {e.reason}" for e in source.excluded[:5])
         raise ExportError("nothing to export: the source holds no usable case" + (f" ({reasons})" if reasons else ""))
@@ -425,7 +435,7 @@ def _measure_statistics(needs, channels, train, label_rules, seed, quarantined, 
             except (OutputError, CancelledError):
                 raise
             except Exception as exc:  # noqa: BLE001
-                quarantined[case_id] = _quarantine_reason(exc)
+                quarantined[case_id] = scrub(_quarantine_reason(exc))
 
     while True:  # again without the cases quarantined on the way: nnU-Net's sample size depends on the count
         before = len(quarantined)
@@ -478,8 +488,9 @@ def _run_parallel(jobs: list[CaseJob], n_workers: int, finished) -> None:
                 if len(pending) >= 2 * n_workers:
                     break
     except BaseException:
+        processes = list((getattr(pool, "_processes", None) or {}).values())
         pool.shutdown(wait=False, cancel_futures=True)
-        for process in list(getattr(pool, "_processes", {}).values()):
+        for process in processes:
             process.kill()  # a worker mid-case leaves only staging folders, removed on the next run
         raise
     pool.shutdown(wait=True)
