@@ -58,3 +58,22 @@ def test_first_draw_on_a_freshly_booted_machine(monkeypatch):
     assert " 25%" in term.getvalue()
     bar("loading", 0.5)  # 0 s after the first draw: throttled
     assert " 50%" not in term.getvalue()
+
+
+def test_bar_shows_the_time_left_once_the_rate_is_known(monkeypatch):
+    import MedPrepLib.cli.progressbar as progressbar
+
+    clock = [100.0]
+    monkeypatch.setattr(progressbar.time, "monotonic", lambda: clock[0])
+    term = _Terminal()
+    bar = ProgressBar(term, min_interval_s=0.0)
+    bar("exporting", 0.0)
+    clock[0] = 101.0
+    bar("exporting", 0.05)  # too early for an estimate
+    assert "ETA" not in term.getvalue()
+    clock[0] = 160.0
+    bar("exporting", 0.25)  # 60 s for a quarter: 3 minutes left
+    assert term.getvalue().rstrip().endswith("ETA 3m00s")
+    bar("exporting", 1.0)
+    last = term.getvalue().split("\r")[-1]
+    assert "100%" in last and "ETA" not in last  # done: nothing left to estimate
