@@ -169,8 +169,9 @@ def _run_case(job: CaseJob) -> dict:
     for n, (name, volume) in enumerate(zip(names, channels, strict=True)):
         recipe = Recipe.from_dict(job.recipes[name])
         result = run_recipe(
-            recipe, volume, label if n == 0 else None, statistics=job.statistics.get(name) or None, seed=job.seed
-        )
+            recipe, volume, label if n == 0 else None, statistics=job.statistics.get(name) or None, seed=job.seed,
+            consume_input=True,  # the volumes were loaded for this case alone
+        )  # fmt: skip
         if n == 0:
             out_label = result.label
         elif not result.image.geometry.isclose(out_channels[0].geometry, atol_mm=1e-3, atol_dir=1e-5):

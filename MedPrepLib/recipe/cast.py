@@ -48,6 +48,9 @@ class Cast(Step):
                 f"{ctx.where}: values {vmin:g}..{vmax:g} do not fit {self.dtype} ({lo:g}..{hi:g})",
                 hint='add "clip": true to saturate them, or scale the image first',
             )
+        record = {"from": str(a.dtype), "to": self.dtype, "clipped": bool(clipped), "range": [vmin, vmax]}
+        if a.dtype == target:  # nothing to convert: the same voxels, not a copy of them
+            return image, label, record
         out = np.empty(a.shape, target)
 
         def fn(src, dst):
@@ -63,7 +66,6 @@ class Cast(Step):
                 np.copyto(dst, src, casting="unsafe")
 
         blockwise(fn, a, out)
-        record = {"from": str(a.dtype), "to": self.dtype, "clipped": bool(clipped), "range": [vmin, vmax]}
         return image.with_array(out), label, record
 
 

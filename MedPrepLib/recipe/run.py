@@ -78,8 +78,11 @@ def run_recipe(
     seed: int = 0,
     progress=None,
     masks: dict[str, Volume] | None = None,
+    consume_input: bool = False,
 ) -> RecipeResult:
-    """Apply the steps in order to ``image`` (and ``label``); never modifies the inputs.
+    """Apply the steps in order to ``image`` (and ``label``); never modifies the inputs, unless
+    ``consume_input``: then the caller gives ``image``'s array up and steps may overwrite it
+    (one copy less; the export does this with the volumes it loaded).
 
     ``statistics`` are dataset numbers from :func:`~MedPrepLib.recipe.statistics.compute_statistics`
     (or an nnU-Net fingerprint); ``seed`` drives random steps (a random crop); ``masks`` are named
@@ -102,6 +105,7 @@ def run_recipe(
         "software": software_versions(),
     }
     original = image.array
+    ctx.scratch = bool(consume_input and original.flags.writeable)
     n = len(recipe.steps)
     for number, step in enumerate(recipe.steps, 1):
         before = describe(image)
@@ -118,7 +122,7 @@ def run_recipe(
         )
         image, label = new_image, new_label
         # Once a step has produced a fresh array, later steps may overwrite it in place.
-        ctx.scratch = not np.may_share_memory(image.array, original) and image.array.flags.writeable
+        ctx.scratch = (consume_input or not np.may_share_memory(image.array, original)) and image.array.flags.writeable
     root.update("recipe done", 1.0)
     provenance["output"] = {"image": describe(image), "label": describe(label)}
     return RecipeResult(image=image, label=label, provenance=provenance)
