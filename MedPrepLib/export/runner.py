@@ -496,6 +496,22 @@ def _run_parallel(jobs: list[CaseJob], n_workers: int, finished) -> None:
     pool.shutdown(wait=True)
 
 
+def _software() -> dict[str, str]:
+    """MedPrep and the versions of what made the files: the recipe engine's, pydicom, the
+    deflate engine (ISA-L or zlib) and the QC libraries when present."""
+    from importlib import metadata
+
+    from ..imagewriter import deflate_engine
+
+    versions = {**software_versions(), "deflate": deflate_engine(), "platform": platform.machine()}
+    for package in ("pydicom", "isal", "Pillow", "matplotlib"):
+        try:
+            versions[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            pass
+    return versions
+
+
 def _clean_staging(layout: Format) -> None:
     for sub in ("", *layout.scanned_folders(), QC_FOLDER):
         folder = layout.folder / sub
@@ -560,7 +576,7 @@ def _finish(report, layout, cases, records, part, plan, recipes, statistics, lab
         "version": 1,
         "plan_digest": plan_digest(plan),
         "medprep": __version__,
-        "software": {**software_versions(), "platform": platform.machine()},
+        "software": _software(),
         "command": sanitized_command(command),
         "dataset": {"format": layout.name, "folder": folder.name, "name": layout.dataset_name, "channels": list(layout.channels)},
         "recipes": {name: r.to_dict() for name, r in recipes.items()},
