@@ -133,7 +133,8 @@ def test_cli_json_contract(tmp_path, capsys):
     (tmp_path / "a" / "readme.txt").write_text("not an image")
     assert main(["scan", str(tmp_path), "--json", "--no-cache"]) == 0
     data = json.loads(capsys.readouterr().out)
-    assert set(data) == {"series", "skipped"}
+    assert set(data) == {"series", "skipped", "label_sources"}  # label_sources added by issue 10
+    assert data["label_sources"] == []
     (s,) = data["series"]
     assert CONTRACT_SERIES_KEYS <= set(s)
     assert s["n_files"] == 4 and s["modality"] == "CT"

@@ -1,7 +1,9 @@
 """``medprep scan DIR [--json] [--no-cache]``: the image stacks in a DICOM folder or Slicer database.
 
-``--json`` prints the contract object ``{"series": [...], "skipped": [...]}`` (see
-:meth:`MedPrepLib.dicom.scan.ScanResult.to_json_dict`); without it, a table. ``DIR`` may also be
+``--json`` prints the contract object ``{"series": [...], "skipped": [...], "label_sources": [...]}``
+(see :meth:`MedPrepLib.dicom.scan.ScanResult.to_json_dict` and
+:meth:`MedPrepLib.dicom.label_sources.LabelSource.to_dict`: each SEG or RTSTRUCT object with the
+stack it labels, or the problem); without it, a table. ``DIR`` may also be
 a Slicer DICOM database folder or its ``ctkDICOM.sql`` file. Stack ids are stable between runs
 and are what ``medprep convert --series`` takes.
 """
@@ -11,6 +13,7 @@ from __future__ import annotations
 import json
 from collections import Counter
 
+from ..dicom.label_sources import find_label_sources, relative
 from ..sources import find_stacks
 
 HELP = "list the image stacks (series) in a DICOM folder or a Slicer DICOM database"
@@ -38,6 +41,8 @@ def run(args) -> int:
     progress = args.progress
     result = find_stacks(args.dir, cache=cache, workers=args.workers, progress=progress)
     data = result.to_json_dict()
+    sources = find_label_sources(result.skipped, result.stacks)
+    data["label_sources"] = [ls.to_dict() for ls in sources]
     if args.json:
         print(json.dumps(data))
         return 0
@@ -64,6 +69,13 @@ def run(args) -> int:
         f"{len(series)} stack(s) in {result.n_files} file(s)"
         + (f", {result.n_cached} from the index" if result.n_cached else "")
     )
+    for ls in sources:
+        target = f"labels stack {ls.stack_id}" if ls.stack_id else "labels no stack here"
+        what = f"{ls.kind} ({ls.n_segments} {'segments' if ls.kind == 'SEG' else 'ROIs'}"
+        what += f", {ls.label!r})" if ls.label else ")"
+        problem = f": {ls.problem}" if ls.problem else ""
+        name = f" [{relative(ls.path, args.dir)}]" if args.verbose else ""
+        print(f"label source: {what} {target}{problem}{name}")
     if data["skipped"]:
         counts = Counter(s["reason"] for s in data["skipped"])
         print("skipped: " + ", ".join(f"{n} {reason}" for reason, n in sorted(counts.items())) + " (details: --json)")
