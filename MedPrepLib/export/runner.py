@@ -50,7 +50,7 @@ from .cases import Exclusion, SourceCases
 from .formats import Format, dataset_format
 from .label_rules import LabelRules
 from .privacy import KeyRow, assign_case_ids, check_key_file_path, scrub, write_key_file
-from .splits import LABEL_PRESENCE, SplitCase, make_splits, test_count
+from .splits import LABEL_PRESENCE, SplitCase, check_split_options, make_splits, test_count
 from .state import DATASET_RECORD, DATASET_RECORD_FORMAT, ExportState, file_sha256, plan_digest
 
 QUARANTINE_FILE = "quarantine.csv"
@@ -265,6 +265,7 @@ def export_dataset(
     (no paths, no patient data). Raises :class:`ExportError` (and other MedPrep errors) for what
     stops the whole export: bad options, nothing to export, an output that exists.
     """
+    check_split_options(folds, test_fraction)  # before anything is read or made
     root = as_progress(progress)
     say = log or (lambda line: None)
     warnings: list[str] = []

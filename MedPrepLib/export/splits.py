@@ -163,14 +163,19 @@ def test_count(test_fraction: float, n_patients: int) -> int:
     return count
 
 
-def make_splits(
-    cases: Iterable[SplitCase], *, folds: int = 5, test_fraction: float = 0.0, seed: int = 0
-) -> Splits:
-    """Split ``cases`` by patient into a test part and ``folds`` folds; see the module doc."""
+def check_split_options(folds: int, test_fraction: float) -> None:
+    """Refuse a number of folds below 2 and a test fraction outside [0, 1) (ExportError)."""
     if isinstance(folds, bool) or not isinstance(folds, int) or folds < 2:
         raise ExportError(f"{folds!r} folds: cross-validation needs at least 2 (--folds)")
     if not 0.0 <= test_fraction < 1.0:
         raise ExportError(f"test fraction {test_fraction!r} is not in [0, 1) (--test-fraction)")
+
+
+def make_splits(
+    cases: Iterable[SplitCase], *, folds: int = 5, test_fraction: float = 0.0, seed: int = 0
+) -> Splits:
+    """Split ``cases`` by patient into a test part and ``folds`` folds; see the module doc."""
+    check_split_options(folds, test_fraction)
     cases = sorted(cases, key=lambda c: c.case_id)
     ids = [c.case_id for c in cases]
     if len(set(ids)) != len(ids):
