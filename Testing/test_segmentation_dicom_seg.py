@@ -38,13 +38,13 @@ PYDICOM3 = int(pydicom.__version__.split(".")[0]) >= 3
 if PYDICOM3:
     hd = pytest.importorskip("highdicom", reason='highdicom not installed (pip install "medprep[labels]")')
 needs_highdicom = pytest.mark.skipif(
-    not PYDICOM3, reason=f"highdicom needs pydicom >= 3 (this run has pydicom {pydicom.__version__}): SEG reading untestable"
+    not PYDICOM3, reason=f"highdicom needs pydicom >= 3 (this run has pydicom {pydicom.__version__}): DICOM SEG tests skipped"
 )
 
 from dicom_factory import new_uid, series_positions, write_stack  # noqa: E402
 
 from MedPrepLib.dicom.load import load_stack  # noqa: E402
-from MedPrepLib.segmentation.dicom_seg import read_seg, read_seg_with_series  # noqa: E402
+from MedPrepLib.segmentation.dicom_seg import read_seg, read_seg_on_series  # noqa: E402
 from MedPrepLib.sources import find_stacks, load_path  # noqa: E402
 
 LABELS = CORPUS / "labels"
@@ -175,7 +175,7 @@ def test_corpus_seg_equals_reference_voxel_for_voxel(case):
     ref = json.loads((folder / "reference" / "reference.json").read_text())
     seg_file, image_folder = folder / ref["seg_file"], folder / "image"
     try:
-        image, seg = read_seg_with_series(seg_file, image_folder, keep_fractions=True)
+        image, seg = read_seg_on_series(seg_file, image_folder, keep_fractions=True)
         compared = "on the grid MedPrep's loader gives"
         assert np.allclose(image.geometry.affine_lps(), np.asarray(ref["image_grid"]["affine_lps"]), atol=1e-3)
     except GeometryError as refused:
@@ -222,7 +222,7 @@ def test_oblique_series_shuffled_frames(tmp_path):
     seg_file = write_seg(tmp_path / "seg.dcm", sources, truth, omit_empty_frames=False)
     stored_z = shuffle_frames(seg_file)
     assert stored_z != sorted(stored_z) and stored_z != sorted(stored_z, reverse=True)
-    image, seg = read_seg_with_series(seg_file, tmp_path / "ct")
+    image, seg = read_seg_on_series(seg_file, tmp_path / "ct")
     assert image.geometry.is_oblique()
     assert [s.name for s in seg.segments] == ["liver"]
     assert np.array_equal(seg.segments[0].full(image.geometry.shape), truth.astype(bool))
@@ -237,7 +237,7 @@ def test_seg_on_some_slices_non_byte_aligned(tmp_path):
     seg_file = write_seg(tmp_path / "seg.dcm", sources, truth)  # empty frames omitted: slices 2-4 only
     stored = pydicom.dcmread(seg_file)
     assert stored.NumberOfFrames == 3 and stored.BitsAllocated == 1 and (7 * 9) % 8 != 0
-    image, seg = read_seg_with_series(seg_file, tmp_path / "ct")
+    image, seg = read_seg_on_series(seg_file, tmp_path / "ct")
     s = seg.segments[0]
     assert np.array_equal(s.full(image.geometry.shape), truth.astype(bool))
     assert s.box[0] == 2 and s.mask.shape[0] == 3
@@ -250,7 +250,7 @@ def test_frames_stored_transposed_and_flipped(tmp_path):
     seg_file = write_seg(tmp_path / "seg.dcm", sources, truth, omit_empty_frames=False)
     transpose_and_flip_frames(seg_file)
     assert (pydicom.dcmread(seg_file).Rows, pydicom.dcmread(seg_file).Columns) == (9, 7)
-    image, seg = read_seg_with_series(seg_file, tmp_path / "ct")
+    image, seg = read_seg_on_series(seg_file, tmp_path / "ct")
     assert np.array_equal(seg.segments[0].full(image.geometry.shape), truth.astype(bool))
 
 
@@ -263,7 +263,7 @@ def test_frames_without_source_references_are_placed_by_position(tmp_path):
     for item in ds.PerFrameFunctionalGroupsSequence:
         del item.DerivationImageSequence
     ds.save_as(seg_file)
-    image, seg = read_seg_with_series(seg_file, tmp_path / "ct")
+    image, seg = read_seg_on_series(seg_file, tmp_path / "ct")
     assert np.array_equal(seg.segments[0].full(image.geometry.shape), truth.astype(bool))
 
 
@@ -273,13 +273,13 @@ def test_fractional_threshold_and_fraction_maps(tmp_path):
     fraction = np.random.default_rng(1).integers(0, 201, (3, 12, 10)).astype(np.float32) / 200  # multiples of 1/200
     seg_file = write_seg(tmp_path / "seg.dcm", sources, fraction, "FRACTIONAL", max_fractional_value=200,
                          omit_empty_frames=False)  # fmt: skip
-    image, seg = read_seg_with_series(seg_file, tmp_path / "ct", keep_fractions=True)
+    image, seg = read_seg_on_series(seg_file, tmp_path / "ct", keep_fractions=True)
     s = seg.segments[0]
     assert np.array_equal(s.full(image.geometry.shape), fraction >= 0.5)
     full = np.zeros(image.geometry.shape, np.float32)
     full[s.slices()] = s.fraction
     assert np.allclose(full, fraction, atol=1e-6)
-    _, strict = read_seg_with_series(seg_file, tmp_path / "ct", fractional_threshold=0.9)
+    _, strict = read_seg_on_series(seg_file, tmp_path / "ct", fractional_threshold=0.9)
     assert np.array_equal(strict.segments[0].full(image.geometry.shape), fraction >= 0.9)
     assert strict.segments[0].fraction is None
 
@@ -292,7 +292,7 @@ def test_labelmap_and_overlapping_binary_segments(tmp_path):
     spleen = np.zeros_like(liver)
     spleen[2:4, 5:10, 4:9] = True
     both = np.stack([liver, spleen], axis=-1).astype(np.uint8)
-    _, overlap = read_seg_with_series(write_seg(tmp_path / "b.dcm", sources, both, labels=("liver", "spleen")),
+    _, overlap = read_seg_on_series(write_seg(tmp_path / "b.dcm", sources, both, labels=("liver", "spleen")),
                                       tmp_path / "ct")  # fmt: skip
     got = {s.name: s.full(liver.shape) for s in overlap.segments}
     assert np.array_equal(got["liver"], liver) and np.array_equal(got["spleen"], spleen) and (liver & spleen).any()
@@ -302,7 +302,7 @@ def test_labelmap_and_overlapping_binary_segments(tmp_path):
     labelmap = (liver * 1 + spleen * 2).astype(np.uint8)
     labelmap[0] = 0  # an empty slice: not encoded
     seg_file = write_seg(tmp_path / "l.dcm", sources, labelmap, "LABELMAP", labels=("liver", "spleen"))
-    _, seg = read_seg_with_series(seg_file, tmp_path / "ct")
+    _, seg = read_seg_on_series(seg_file, tmp_path / "ct")
     got = {s.number: s.full(liver.shape) for s in seg.segments}
     assert sorted(got) == [1, 2]  # highdicom's writer declares no Background segment (corpus: one that does)
     assert np.array_equal(got[1], liver) and np.array_equal(got[2], spleen)
@@ -317,7 +317,7 @@ def test_wrong_frame_of_reference_is_refused(tmp_path):
     ds.FrameOfReferenceUID = other = new_uid()
     ds.save_as(seg_file)
     with pytest.raises(LabelError, match="frame of reference") as refused:
-        read_seg_with_series(seg_file, tmp_path / "ct")
+        read_seg_on_series(seg_file, tmp_path / "ct")
     assert other not in str(refused.value) and str(tmp_path) not in str(refused.value)
     assert refused.value.detail == str(seg_file)
 
@@ -331,22 +331,22 @@ def test_frames_off_the_grid_are_reported_or_refused(tmp_path):
     seg_file = write_seg(tmp_path / "seg.dcm", sources, truth)
     # the same frame of reference, but only the first three slices: two frames beyond them
     write_ct(tmp_path / "short", positions[:3], frame_uid=frame_uid)
-    image, seg = read_seg_with_series(seg_file, tmp_path / "short")
+    image, seg = read_seg_on_series(seg_file, tmp_path / "short")
     s = seg.segments[0]
     assert np.array_equal(s.full(image.geometry.shape), truth[:3].astype(bool))
     lost = int(truth[3:].sum())
     assert any("2 frames off the image grid" in w and f"{lost} voxels" in w for w in s.warnings)
     assert set(s.warnings) <= set(seg.warnings)
     with pytest.raises(LabelError, match="off the image grid"):
-        read_seg_with_series(seg_file, tmp_path / "short", off_grid="reject")
+        read_seg_on_series(seg_file, tmp_path / "short", off_grid="reject")
     # half a slice away: no frame is on any slice -> refused, never an empty label
     write_ct(tmp_path / "shifted", positions + [0, 0, 1.25], frame_uid=frame_uid)
     with pytest.raises(LabelError, match="none of the SEG's frames"):
-        read_seg_with_series(seg_file, tmp_path / "shifted")
+        read_seg_on_series(seg_file, tmp_path / "shifted")
     # half a pixel away in-plane: the same
     write_ct(tmp_path / "sideways", positions + [0.35, 0, 0], frame_uid=frame_uid)
     with pytest.raises(LabelError, match="another pixel grid"):
-        read_seg_with_series(seg_file, tmp_path / "sideways")
+        read_seg_on_series(seg_file, tmp_path / "sideways")
 
 
 @needs_highdicom
@@ -365,7 +365,7 @@ def test_resampled_series_label_follows_the_loader(tmp_path, irregularity):
     truth[2, 4:6, 6:9] = 1
     sources = write_ct(tmp_path / "ct", positions, orientation)
     seg_file = write_seg(tmp_path / "seg.dcm", sources, truth)
-    image, seg = read_seg_with_series(seg_file, tmp_path / "ct")
+    image, seg = read_seg_on_series(seg_file, tmp_path / "ct")
     assert image.metadata["regularized"]
     write_ct(tmp_path / "mask", positions, orientation, pixels=truth)
     as_image = load_path(tmp_path / "mask")
@@ -377,7 +377,7 @@ def test_resampled_series_label_follows_the_loader(tmp_path, irregularity):
     else:  # the missing slice is interpolated, the label too
         assert image.shape[0] == n + 1 and got[3].any()
     with pytest.raises(GeometryError):
-        read_seg_with_series(seg_file, tmp_path / "ct", geometry_policy="reject")
+        read_seg_on_series(seg_file, tmp_path / "ct", geometry_policy="reject")
 
 
 @needs_highdicom

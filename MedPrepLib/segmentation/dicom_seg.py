@@ -44,7 +44,7 @@ Policies
     :func:`~MedPrepLib.dicom.regularize.regularize` — linear, as the image was — a voxel being in
     the segment when the resampled mask (or fraction) is ``>=`` 0.5 (the fractional threshold);
   - the loader refused the series (:class:`~MedPrepLib.errors.GeometryError`: a gap too wide to
-    bridge, or policy ``reject``): :func:`read_seg_with_series` refuses it with the same error;
+    bridge, or policy ``reject``): :func:`read_seg_on_series` refuses it with the same error;
   - a raw stack (``load_stack(..., regularize=False)``): frames are placed on its acquired
     slices by position, so the masks match the raw image array slice for slice (its geometry
     is as approximate as the image's; a warning says so).
@@ -54,8 +54,8 @@ warning, an error message or an output. Paths appear only in an error's ``detail
 
 Example (not run as a doctest: it needs highdicom)::
 
-    from MedPrepLib.segmentation.dicom_seg import read_seg_with_series
-    image, seg = read_seg_with_series("liver.seg.dcm", "ct_folder")
+    from MedPrepLib.segmentation.dicom_seg import read_seg_on_series
+    image, seg = read_seg_on_series("liver.seg.dcm", "ct_folder")
     for s in seg.segments:
         print(s.number, s.name, s.voxels, s.full(image.geometry.shape).shape)
 """
@@ -180,7 +180,7 @@ def read_seg(
     return Segmentation(geometry, "SEG", segments, notes)
 
 
-def read_seg_with_series(
+def read_seg_on_series(
     seg_path: str | os.PathLike,
     series_path: str | os.PathLike,
     *,
