@@ -29,7 +29,7 @@ from .. import __version__
 from ..errors import CancelledError, MedPrepError, SeriesSelectionError
 from .progressbar import ProgressBar
 
-COMMANDS = ["info", "demo", "scan", "convert", "export", "preprocess", "restore", "statistics", "recipe", "cache"]
+COMMANDS = ["info", "demo", "scan", "convert", "export", "label", "preprocess", "restore", "statistics", "recipe", "cache"]
 """The sub-command modules, in the order ``medprep --help`` lists them; each is a :class:`Command`."""
 
 
