@@ -39,7 +39,15 @@ from typing import Any
 
 from .. import __version__
 from ..atomic import atomic_write_text, remove_stale_staging
-from ..errors import CancelledError, ExportError, MedPrepError, OutputError, RecipeError
+from ..errors import (
+    CancelledError,
+    ExportError,
+    MedPrepError,
+    MissingDependencyError,
+    OutputError,
+    RecipeError,
+    require,
+)
 from ..jsonfiles import write_json
 from ..progress import as_progress
 from ..recipe import Recipe
@@ -266,6 +274,12 @@ def export_dataset(
     stops the whole export: bad options, nothing to export, an output that exists.
     """
     check_split_options(folds, test_fraction)  # before anything is read or made
+    if qc:  # the QC montages and report need the qc extra: say so before any work, not per case
+        for module, package in (("PIL", "Pillow"), ("matplotlib", "matplotlib")):
+            try:
+                require(module, feature="the QC report of an export", package=package)
+            except MissingDependencyError as exc:
+                raise MissingDependencyError(exc.message, hint='pip install "medprep[qc]", or export without QC (--no-qc)') from None
     root = as_progress(progress)
     say = log or (lambda line: None)
     warnings: list[str] = []
