@@ -124,6 +124,25 @@ def remove_stale_staging(folder: str | os.PathLike) -> list[Path]:
     return removed
 
 
+def remove_staging_of(folder: str | os.PathLike, pids) -> list[Path]:
+    """Remove the staging folders in ``folder`` of the given processes of this host (workers
+    that were just stopped: their own clean-up could not run)."""
+    pids = {int(p) for p in pids}
+    removed = []
+    host = _host()
+    try:
+        entries = [e for e in os.scandir(folder) if e.name.startswith(STAGING_PREFIX)]
+    except OSError:
+        return []
+    for entry in entries:
+        m = _STAGING_NAME.match(entry.name)
+        if m is not None and m["host"] == host and int(m["pid"]) in pids:
+            shutil.rmtree(entry.path, ignore_errors=True)
+            if not os.path.exists(entry.path):
+                removed.append(Path(entry.path))
+    return removed
+
+
 def make_folder(folder: str | os.PathLike) -> Path:
     """``mkdir -p`` whose failures are :class:`OutputError` naming the folder and the reason."""
     folder = Path(folder)

@@ -416,11 +416,6 @@ os.replace = _slow_replace
 """
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="runner._run_parallel kills the workers on SIGINT/SIGTERM and leaves their staging folders "
-    "(and prints 'nothing was left half-written'); only the next run removes them",
-)
 def test_an_interrupted_parallel_export_removes_what_its_workers_half_wrote(tmp_path):
     """README: SIGTERM and Ctrl-C 'remove what it had half-written'. Worker renames are slowed
     (sitecustomize), and the signal comes when a worker's staging folder is there."""

@@ -59,7 +59,9 @@ def add_arguments(p) -> None:
     p.add_argument("--recipe", help="preprocessing recipe JSON run on every case (default: none; CT: padding to air, int16 HU)")
     p.add_argument("--cohort", help="cohort table to read the cases from (instead of SOURCE)")
     p.add_argument("--labels", help="folder of label files (image folder: same stem; DICOM: named by SeriesInstanceUID or StudyInstanceUID)")
-    p.add_argument("--label-map", help="label map JSON: names -> values and source value -> value remap")
+    p.add_argument("--labels-from", choices=("seg", "rtstruct", "auto"),
+                   help="DICOM: labels from the SEG / RTSTRUCT objects that reference each case's series (auto: SEG, else RTSTRUCT)")  # fmt: skip
+    p.add_argument("--label-map", help="label map JSON: names -> values, structure-name patterns, source value -> value remap")
     p.add_argument("--label-grid", choices=GRID_POLICIES, default="reject",
                    help="a label on another grid than its image: reject the case (default) or resample it (nearest)")  # fmt: skip
     p.add_argument("--dataset-id", type=int, help="nnU-Net dataset id (default: the lowest free >= 500) or Decathlon task id")
@@ -118,6 +120,8 @@ def run(args) -> int:
         "include_age": args.include_age,
         "include_sex": args.include_sex,
     }
+    if args.labels_from:
+        source_options["labels_from"] = args.labels_from
 
     def log(line: str) -> None:
         if args.progress is not None:

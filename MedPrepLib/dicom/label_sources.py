@@ -49,6 +49,8 @@ class LabelSource:
     label: str = ""
     referenced_series_uid: str = ""
     frame_of_reference_uid: str = ""
+    stack_frame_of_reference_uid: str = ""
+    """The labelled stack's FrameOfReferenceUID ("" when unknown)."""
 
     def to_dict(self) -> dict:
         """The ``medprep scan --json`` form (``label_sources`` entries)."""
@@ -156,7 +158,7 @@ def find_label_sources(skipped: Iterable[Skipped], stacks: Sequence[Stack]) -> l
         stack_frame = _frame_of_reference(stack)
         if frame and stack_frame and frame != stack_frame:
             problem = "its FrameOfReferenceUID differs from its series' (drawn in another space)"
-        out.append(LabelSource(entry.path, kind, stack.id, problem, n, label, ref, frame))
+        out.append(LabelSource(entry.path, kind, stack.id, problem, n, label, ref, frame, stack_frame))
     return out
 
 

@@ -87,7 +87,12 @@ def prepare_case(source: SourceCase, labels: LabelRules | None) -> tuple[list[Vo
     label = None
     facts: dict = {}
     if source.label is not None:
-        raw = source.label if isinstance(source.label, Volume) else source.label()
+        if isinstance(source.label, Volume):
+            raw = source.label
+        elif getattr(source.label, "needs_image", False):  # a segmentation object: made on the image's grid
+            raw = source.label(channels[0])
+        else:
+            raw = source.label()
         if labels is None:
             raise ExportError("the case has a label but the export has no label rules")
         label, facts, label_warnings = labels.prepare(raw, channels[0])

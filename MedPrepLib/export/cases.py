@@ -305,8 +305,14 @@ class Exclusion:
 
 @dataclass
 class SourceCases:
-    """What a source yields: the cases, the inputs left out with reasons, and warnings."""
+    """What a source yields: the cases, the inputs left out with reasons, and warnings.
+
+    ``label_table`` is the dataset's label table when the source decided it (labels from
+    segmentation objects without a label map: every structure name found, see
+    :meth:`~MedPrepLib.segmentation.label_table.SegmentLabelTable.from_names`), else ``None``.
+    """
 
     cases: list[SourceCase] = field(default_factory=list)
     excluded: list[Exclusion] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    label_table: object = None

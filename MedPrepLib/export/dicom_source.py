@@ -73,6 +73,7 @@ def dicom_cases(
     include_sex: bool = False,
     cache: str | os.PathLike | bool | None = False,
     progress: ProgressCallback | None = None,
+    found=None,
 ) -> SourceCases:
     """The cases of a DICOM folder (searched recursively) or a Slicer DICOM database folder.
 
@@ -95,6 +96,9 @@ def dicom_cases(
         Put ``age_years`` / ``sex`` into the sidecar (:func:`~.privacy.sidecar`).
     cache, progress:
         As for :func:`~MedPrepLib.sources.find_stacks`.
+    found:
+        The :class:`~MedPrepLib.dicom.scan.ScanResult` of ``path`` when the caller scanned it
+        already (then it is not scanned again).
 
     Returns the cases sorted by key, the exclusions (stacks and studies in patient and study
     order, then skipped files by reason) and the source's warnings. Cases have no label
@@ -113,7 +117,7 @@ def dicom_cases(
         )
     prog = as_progress(progress)
     try:
-        found = find_stacks(given, cache=cache, progress=prog.sub(0.0, 0.8))
+        found = found if found is not None else find_stacks(given, cache=cache, progress=prog.sub(0.0, 0.8))
     except CancelledError:
         raise
     except MedPrepError as exc:

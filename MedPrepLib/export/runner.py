@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import __version__
-from ..atomic import atomic_write_text, remove_stale_staging
+from ..atomic import atomic_write_text, remove_staging_of, remove_stale_staging
 from ..errors import (
     CancelledError,
     ExportError,
@@ -285,12 +285,16 @@ def export_dataset(
     warnings: list[str] = []
 
     # 1. the cases ------------------------------------------------------------------------------
+    segment_table = _segment_table(label_map)
     if not isinstance(source, SourceCases):
         from .source_reader import read_source
 
         source = read_source(
-            source, cohort=cohort, labels_dir=labels_dir, progress=root.sub(0.0, 0.05), **(source_options or {})
-        )
+            source, cohort=cohort, labels_dir=labels_dir, segment_table=segment_table,
+            progress=root.sub(0.0, 0.05), **(source_options or {}),
+        )  # fmt: skip
+    if segment_table is None and source.label_table is not None:
+        segment_table = source.label_table
     warnings.extend(scrub(w) for w in source.warnings)
     source = SourceCases(source.cases, [Exclusion(scrub(e.what), scrub(e.reason)) for e in source.excluded], warnings)
     if not source.cases:
@@ -312,7 +316,9 @@ def export_dataset(
         fmt, out, channels, dataset_id=dataset_id, dataset_name=dataset_name, allow_reserved_id=allow_reserved_id
     )
     label_rules = LabelRules.from_options(
-        label_map, grid_policy=grid_policy, consecutive=layout.label_values_consecutive
+        segment_table.table if segment_table is not None else None,
+        grid_policy=grid_policy,
+        consecutive=layout.label_values_consecutive,
     )
     recipes = _recipes(recipe, channels, cases)
     labelled = {case_id: case.label is not None for case_id, case in cases}
@@ -401,12 +407,26 @@ def export_dataset(
         for job in jobs:
             finished(run_job(job))
     else:
-        _run_parallel(jobs, n_workers, finished)
+        _run_parallel(jobs, n_workers, finished, layout)
 
     # 5. the index, last -----------------------------------------------------------------------
     root.update("writing the index", 0.95)
     return _finish(report, layout, cases, records, part, plan, recipes, statistics, label_rules, source,
                    warnings, folds=folds, seed=seed, stratify=stratify, qc=qc, command=command)  # fmt: skip
+
+
+def _segment_table(label_map):
+    """The dataset's label map as a SegmentLabelTable (the export's label map plus the
+    structure-name rules of segmentation objects; one file serves both), or ``None``."""
+    if label_map is None:
+        return None
+    from ..segmentation.label_table import SegmentLabelTable, parse_segment_label_map, read_segment_label_map
+
+    if isinstance(label_map, SegmentLabelTable):
+        return label_map
+    if isinstance(label_map, dict):
+        return parse_segment_label_map(label_map)
+    return read_segment_label_map(label_map)
 
 
 def _recipes(recipe, channels: list[str], cases) -> dict[str, Recipe]:
@@ -476,7 +496,7 @@ def _measure_statistics(needs, channels, train, label_rules, seed, quarantined, 
             return statistics
 
 
-def _run_parallel(jobs: list[CaseJob], n_workers: int, finished) -> None:
+def _run_parallel(jobs: list[CaseJob], n_workers: int, finished, layout: Format) -> None:
     import multiprocessing
 
     try:
@@ -506,7 +526,13 @@ def _run_parallel(jobs: list[CaseJob], n_workers: int, finished) -> None:
         processes = list((getattr(pool, "_processes", None) or {}).values())
         pool.shutdown(wait=False, cancel_futures=True)
         for process in processes:
-            process.kill()  # a worker mid-case leaves only staging folders, removed on the next run
+            process.kill()  # a worker mid-case has written only into staging folders ...
+        for process in processes:
+            process.join(timeout=10)
+        pids = [p.pid for p in processes if p.pid is not None]
+        for sub in ("", *layout.scanned_folders(), QC_FOLDER):  # ... which go with it
+            if (layout.folder / sub).is_dir():
+                remove_staging_of(layout.folder / sub, pids)
         raise
     pool.shutdown(wait=True)
 
@@ -604,14 +630,14 @@ def _finish(report, layout, cases, records, part, plan, recipes, statistics, lab
         "cases": [records[c] | {"fold": fold_of.get(c)} for c in exported],
         "quarantined": [{"case": c, "reason": r} for c, r in sorted(quarantined.items())],
         "excluded": [{"what": e.what, "reason": e.reason} for e in source.excluded],
-        "warnings": list(warnings),
+        "warnings": list(dict.fromkeys(warnings)),
         "files": dict(sorted(written.items())),
     }
     write_json(record, folder / DATASET_RECORD, overwrite=True)
     ExportState(folder).remove()
     report.exported = exported
     report.quarantined = quarantined
-    report.warnings = list(warnings)
+    report.warnings = list(dict.fromkeys(warnings))
     report.report = folder / REPORT_FILE if qc else None
     return report
 

@@ -11,8 +11,9 @@ The rule (:func:`source_kind`), in order:
 
 Labels of a DICOM source come from ``labels_dir``: the label of a case is the image file whose
 stem (name without its format ending) is the SeriesInstanceUID of the case's first-channel stack,
-or the case's StudyInstanceUID (``labels/1.2.840.113619....nii.gz``). Labels from DICOM SEG and
-RTSTRUCT objects are a later step.
+or the case's StudyInstanceUID (``labels/1.2.840.113619....nii.gz``); or, with ``labels_from``
+(``seg``, ``rtstruct``, ``auto``), from the SEG and RTSTRUCT objects in the source that label the
+case's stack (:mod:`.object_labels`).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from pathlib import Path
 from ..dicom.slicerdb import is_slicer_database
 from ..errors import ExportError, InputError
 from ..imageio import image_suffix, is_image_file
+from ..progress import as_progress
 from .cases import SourceCases
 from .inputs import input_loader
 
@@ -102,6 +104,8 @@ def read_source(
     include_age: bool = False,
     include_sex: bool = False,
     cache: str | os.PathLike | bool | None = False,
+    labels_from: str | None = None,
+    segment_table=None,
     progress=None,
 ) -> SourceCases:
     """The cases of ``source`` (see the module doc). ``cohort`` names the cohort table
@@ -126,8 +130,20 @@ def read_source(
 
     if channels is not None and not isinstance(channels, dict):
         raise ExportError("channels of a DICOM source are name=pattern pairs (--channels \"T1=t1_mprage,FLAIR=flair\")")
+    if labels_from is not None and labels_dir is not None:
+        raise ExportError("labels come either from a folder of label files (--labels) or from SEG/RTSTRUCT objects (--labels-from), not both")
+    scanned = None
+    if labels_from is not None:
+        from ..sources import find_stacks
+
+        scanned = find_stacks(source, cache=cache, progress=as_progress(progress).sub(0.0, 0.8))
     found = dicom_cases(
         source, selection=selection, channels=channels, geometry_policy=geometry_policy,
-        include_age=include_age, include_sex=include_sex, cache=cache, progress=progress,
+        include_age=include_age, include_sex=include_sex, cache=cache, progress=progress, found=scanned,
     )  # fmt: skip
+    if labels_from is not None:
+        from ..dicom.label_sources import find_label_sources
+        from .object_labels import with_object_labels
+
+        return with_object_labels(found, find_label_sources(scanned.skipped, scanned.stacks), labels_from, segment_table)
     return _with_dicom_labels(found, labels_dir) if labels_dir is not None else found
