@@ -41,10 +41,10 @@ def _mask(box) -> np.ndarray:
     return m
 
 
-def _seg(path: Path, sources, names: list[str]) -> None:
+def _seg(path: Path, sources, names: list[str], boxes=None) -> None:
     from pydicom.sr.codedict import codes
 
-    boxes = {"liver": LIVER, "tumour": TUMOUR}
+    boxes = boxes or {"liver": LIVER, "tumour": TUMOUR}
     pixels = np.stack([_mask(boxes[n.lower()]) for n in names], axis=-1)
     descriptions = [
         hd.seg.SegmentDescription(k + 1, name, codes.SCT.Tissue, codes.SCT.Liver if name.lower() == "liver" else codes.SCT.Neoplasm,
@@ -154,3 +154,37 @@ def test_a_label_map_names_and_an_unmatched_structure_quarantines_under_reject(t
     assert dataset["labels"] == {"background": 0, "organ": 1} and dataset["numTraining"] == 1
     (case,) = [p.name[: -len(".nii.gz")] for p in (folder / "labelsTr").iterdir()]
     assert int((read_image(folder / "labelsTr" / f"{case}.nii.gz").array == 1).sum()) == _mask(LIVER).sum()
+
+
+def test_overlapping_segments_become_nnunet_regions(tmp_path):
+    """Overlap policy "regions": a tumour inside the liver; each voxel gets the innermost label and
+    dataset.json the regions nnU-Net's region-based training reads."""
+    inner = (slice(4, 7), slice(8, 12), slice(8, 12))  # inside LIVER
+    src = tmp_path / "dicom"
+    for patient in ("p1", "p2", "p3"):
+        sources = _series(src / patient / "ct", patient, new_uid())
+        (src / patient / "label").mkdir()
+        _seg(src / patient / "label" / "object.dcm", sources, ["Tumour", "Liver"], boxes={"liver": LIVER, "tumour": inner})
+    plain = run_medprep("export", src, tmp_path / "refused", "--labels-from", "seg", "--folds", "2", "--no-qc")
+    assert plain.returncode == 2 and plain.stderr.count("overlapping structures") == 3  # reject is the default
+    label_map = tmp_path / "map.json"
+    label_map.write_text(json.dumps({"labels": {"liver": 1, "tumour": 2}, "overlap": "regions", "within": {"tumour": "liver"}}))
+    result = run_medprep("export", src, tmp_path / "raw", "--labels-from", "seg", "--label-map", label_map, "--folds", "2", "--no-qc")
+    assert result.returncode == 0, result.stderr
+    folder = tmp_path / "raw" / "Dataset500_MedPrep"
+    text = (folder / "dataset.json").read_text()
+    dataset = json.loads(text)
+    assert dataset["labels"] == {"background": 0, "liver": [1, 2], "tumour": 2}
+    assert dataset["regions_class_order"] == [1, 2]
+    assert text.index('"liver"') < text.index('"tumour"')  # nnU-Net reads the key order
+    for path in (folder / "labelsTr").iterdir():
+        label = read_image(path).array
+        expected = np.zeros_like(label)
+        expected[LIVER] = 1
+        expected[inner] = 2
+        np.testing.assert_array_equal(label, expected)
+    pytest.importorskip("nnunetv2")
+    from test_export_nnunet import verify
+
+    checked = verify(folder, tmp_path)
+    assert checked.returncode == 0, checked.stdout + checked.stderr

@@ -85,12 +85,14 @@ class Format:
                 write_image(label, folder / files.label, overwrite=True)
         return list(files.files)
 
-    def write_index(self, cases: Sequence[CaseFiles], labels: Mapping[str, int], *, description: str = "") -> list[Path]:
-        """Write the format's index (``dataset.json``, ``splits_final.json``, ``manifest.csv``...)."""
+    def write_index(self, cases: Sequence[CaseFiles], labels: Mapping[str, int], *, description: str = "",
+                    regions: Mapping | None = None) -> list[Path]:  # fmt: skip
+        """Write the format's index (``dataset.json``, ``splits_final.json``, ``manifest.csv``...);
+        ``regions``: nnU-Net region-based labels (:func:`.nnunet.dataset_json`)."""
         if self.name == "nnunet":
             return nnunet.write_index(
                 self.folder, cases, labels=labels, channels=self.channels, name=self.dataset_name,
-                description=description or None, overwrite=True,
+                description=description or None, regions=regions, overwrite=True,
             )  # fmt: skip
         if self.name == "msd":
             return msd.write_index(

@@ -127,13 +127,25 @@ def dataset_json(
     channels: Sequence[str],
     name: str | None = None,
     description: str | None = None,
+    regions: Mapping | None = None,
 ) -> dict:
-    """The ``dataset.json`` content (see the module doc)."""
+    """The ``dataset.json`` content (see the module doc).
+
+    ``regions``: for region-based training, what
+    :meth:`~MedPrepLib.segmentation.label_table.SegmentLabelTable.nnunet_labels` gives
+    (``{"labels": {"liver": [1, 2], "tumour": 2, ...}, "regions_class_order": [1, 2]}``); its
+    labels replace ``labels`` in the file (whose voxel values they must name)."""
     table = check_label_table(labels, consecutive=True)
     channels = check_channel_names(channels)
+    written_labels: dict = dict(table)
+    if regions is not None and "regions_class_order" in regions:
+        written_labels = dict(regions["labels"])
+        named = {v for value in written_labels.values() for v in (value if isinstance(value, list) else [value])}
+        if named != set(table.values()):
+            raise ExportError(f"the region labels {written_labels} do not name the label values {sorted(table.values())}")
     content: dict = {
         "channel_names": {str(n): channel for n, channel in enumerate(channels)},
-        "labels": table,
+        "labels": written_labels,
         "numTraining": sum(c.split == "train" for c in cases),
         "file_ending": FILE_ENDING,
         "overwrite_image_reader_writer": "SimpleITKIO",
@@ -142,6 +154,8 @@ def dataset_json(
         content["name"] = name
     if description is not None:
         content["description"] = description
+    if regions is not None and "regions_class_order" in regions:
+        content["regions_class_order"] = list(regions["regions_class_order"])
     content["numTest"] = sum(c.split == "test" for c in cases)
     content["converted_by"] = f"MedPrep {__version__}"
     return content
@@ -155,9 +169,11 @@ def write_index(
     channels: Sequence[str],
     name: str | None = None,
     description: str | None = None,
+    regions: Mapping | None = None,
     overwrite: bool = False,
 ) -> list[Path]:
-    """Write ``splits_final.json`` (when the training cases have folds) and then ``dataset.json``.
+    """Write ``splits_final.json`` (when the training cases have folds) and then ``dataset.json``
+    (``regions``: see :func:`dataset_json`).
 
     ``cases`` are the cases whose files are written, as :func:`case_files` named them. Refuses
     (ExportError) a listed file that is missing, a file in ``imagesTr``/``labelsTr``/``imagesTs``
@@ -165,7 +181,7 @@ def write_index(
     paths written, ``dataset.json`` last.
     """
     folder = Path(dataset_folder)
-    content = dataset_json(cases, labels=labels, channels=channels, name=name, description=description)
+    content = dataset_json(cases, labels=labels, channels=channels, name=name, description=description, regions=regions)
     check_layout(
         folder,
         cases,

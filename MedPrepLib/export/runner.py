@@ -30,15 +30,13 @@ import csv
 import io
 import os
 import platform
-import signal
 from collections.abc import Callable, Sequence
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .. import __version__
-from ..atomic import atomic_write_text, remove_staging_of, remove_stale_staging
+from ..atomic import atomic_write_text, remove_stale_staging
 from ..errors import (
     CancelledError,
     ExportError,
@@ -60,13 +58,10 @@ from .label_rules import LabelRules
 from .privacy import KeyRow, assign_case_ids, check_key_file_path, scrub, write_key_file
 from .splits import LABEL_PRESENCE, SplitCase, check_split_options, make_splits, test_count
 from .state import DATASET_RECORD, DATASET_RECORD_FORMAT, ExportState, file_sha256, plan_digest
+from .workers import WorkerPool, auto_workers
 
 QUARANTINE_FILE = "quarantine.csv"
 REPORT_FILE = f"{QC_FOLDER}/report.html"
-PER_WORKER_BYTES = 1_200 * 2**20
-"""The memory one worker is allowed for ``workers="auto"`` (a 512 x 512 x 300 CT through a
-resampling recipe peaks below it)."""
-
 EXIT_OK, EXIT_USAGE, EXIT_QUARANTINED = 0, 2, 4
 
 
@@ -98,43 +93,6 @@ def default_recipe(modality: str) -> Recipe:
     if modality.upper() == "CT":
         return Recipe.from_dict({"version": 1, "steps": [{"op": "pad_to_air"}, {"op": "cast", "dtype": "int16"}]})
     return Recipe.from_dict({"version": 1, "steps": []})
-
-
-def auto_workers(n_cases: int) -> int:
-    """Workers for ``--workers auto``: the CPUs this process may use, bounded by the memory
-    available over :data:`PER_WORKER_BYTES`, and by the number of cases."""
-    try:
-        cpus = len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - not Linux
-        cpus = os.cpu_count() or 1
-    available = _available_memory()
-    by_memory = max(1, int(available // PER_WORKER_BYTES)) if available else cpus
-    return max(1, min(cpus, by_memory, n_cases))
-
-
-def _available_memory() -> int | None:
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return None
-
-
-def _worker_init(threads: int) -> None:
-    """Worker processes: one share of the CPUs each, and die with the export (SIGKILL on parent
-    death, Linux), so a killed export leaves no process writing into the dataset."""
-    os.environ["MEDPREP_THREADS"] = str(threads)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides; it shuts the pool down
-    try:
-        import ctypes
-
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except OSError:  # pragma: no cover - not Linux
-        pass
 
 
 def _quarantine_reason(exc: BaseException) -> str:
@@ -284,6 +242,29 @@ def export_dataset(
     say = log or (lambda line: None)
     warnings: list[str] = []
 
+    if workers != "auto" and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
+        raise ExportError(f"--workers {workers!r}: give a number >= 1 or 'auto'")
+    pool = WorkerPool(auto_workers() if workers == "auto" else workers) if workers != 1 else None
+    try:
+        report = _export(source, out, pool=pool, fmt=fmt, recipe=recipe, label_map=label_map,
+                       labels_dir=labels_dir, cohort=cohort, grid_policy=grid_policy, dataset_id=dataset_id,
+                       dataset_name=dataset_name, allow_reserved_id=allow_reserved_id, folds=folds,
+                       test_fraction=test_fraction, seed=seed, stratify=stratify, key_file=key_file, secret=secret,
+                       prefix=prefix, overwrite=overwrite, qc=qc, source_options=source_options, command=command,
+                       root=root, say=say, warnings=warnings)  # fmt: skip
+    except BaseException:
+        if pool is not None:
+            pool.kill()  # stop at once; a run over its cases already removed its workers' staging
+        raise
+    if pool is not None:
+        pool.close()
+    return report
+
+
+def _export(source, out, *, pool, fmt, recipe, label_map, labels_dir, cohort, grid_policy, dataset_id,
+            dataset_name, allow_reserved_id, folds, test_fraction, seed, stratify, key_file, secret, prefix,
+            overwrite, qc, source_options, command, root, say, warnings) -> ExportReport:  # fmt: skip
+    """The body of :func:`export_dataset`, with the worker pool (or ``None``) already starting."""
     # 1. the cases ------------------------------------------------------------------------------
     segment_table = _segment_table(label_map)
     if not isinstance(source, SourceCases):
@@ -335,6 +316,7 @@ def export_dataset(
         "channels": list(channels),
         "recipes": {name: r.to_dict() for name, r in recipes.items()},
         "labels": label_rules.to_dict(),
+        "segment_rules": segment_table.to_dict() if segment_table is not None else None,
         "options": {
             "folds": folds, "test_fraction": test_fraction, "seed": seed, "stratify": stratify, "prefix": prefix,
             "grid_policy": grid_policy, "qc": bool(qc), "pseudonym_secret": secret is not None,
@@ -387,9 +369,7 @@ def export_dataset(
                             statistics, label_rules, seed, qc))  # fmt: skip
     if records:
         say(f"resuming: {len(records)} of {len(cases)} cases already done")
-    n_workers = auto_workers(len(jobs)) if workers == "auto" else int(workers)
-    if n_workers < 1:
-        raise ExportError(f"--workers {workers!r}: give a number >= 1 or 'auto'")
+    n_workers = min(pool.size, len(jobs)) if pool is not None else 1
     case_progress = root.sub(0.15, 0.95)
     done = len(records)
 
@@ -403,16 +383,17 @@ def export_dataset(
         case_progress.update(f"{record['case']} done ({done} of {len(cases)})", done / len(cases))
 
     case_progress.update(f"exporting {len(cases)} cases", done / len(cases))
-    if n_workers == 1 or len(jobs) <= 1:
+    if n_workers <= 1:
         for job in jobs:
             finished(run_job(job))
     else:
-        _run_parallel(jobs, n_workers, finished, layout)
+        pool.run(jobs, run_job, finished, [layout.folder / sub for sub in ("", *layout.scanned_folders(), QC_FOLDER)])
 
     # 5. the index, last -----------------------------------------------------------------------
     root.update("writing the index", 0.95)
     return _finish(report, layout, cases, records, part, plan, recipes, statistics, label_rules, source,
-                   warnings, folds=folds, seed=seed, stratify=stratify, qc=qc, command=command)  # fmt: skip
+                   warnings, folds=folds, seed=seed, stratify=stratify, qc=qc, command=command,
+                   segment_table=segment_table)  # fmt: skip
 
 
 def _segment_table(label_map):
@@ -496,47 +477,6 @@ def _measure_statistics(needs, channels, train, label_rules, seed, quarantined, 
             return statistics
 
 
-def _run_parallel(jobs: list[CaseJob], n_workers: int, finished, layout: Format) -> None:
-    import multiprocessing
-
-    try:
-        cpus = len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover
-        cpus = os.cpu_count() or 1
-    threads = max(1, cpus // n_workers)
-    pool = ProcessPoolExecutor(
-        n_workers, mp_context=multiprocessing.get_context("spawn"), initializer=_worker_init, initargs=(threads,)
-    )
-    pending = set()
-    queue = iter(jobs)
-    try:
-        for job in queue:
-            pending.add(pool.submit(run_job, job))
-            if len(pending) >= 2 * n_workers:
-                break
-        while pending:
-            ready, pending = wait(pending, return_when=FIRST_COMPLETED)
-            for future in ready:
-                finished(future.result())
-            for job in queue:
-                pending.add(pool.submit(run_job, job))
-                if len(pending) >= 2 * n_workers:
-                    break
-    except BaseException:
-        processes = list((getattr(pool, "_processes", None) or {}).values())
-        pool.shutdown(wait=False, cancel_futures=True)
-        for process in processes:
-            process.kill()  # a worker mid-case has written only into staging folders ...
-        for process in processes:
-            process.join(timeout=10)
-        pids = [p.pid for p in processes if p.pid is not None]
-        for sub in ("", *layout.scanned_folders(), QC_FOLDER):  # ... which go with it
-            if (layout.folder / sub).is_dir():
-                remove_staging_of(layout.folder / sub, pids)
-        raise
-    pool.shutdown(wait=True)
-
-
 def _software() -> dict[str, str]:
     """MedPrep and the versions of what made the files: the recipe engine's, pydicom, the
     deflate engine (ISA-L or zlib) and the QC libraries when present."""
@@ -561,7 +501,7 @@ def _clean_staging(layout: Format) -> None:
 
 
 def _finish(report, layout, cases, records, part, plan, recipes, statistics, label_rules, source, warnings, *,
-            folds, seed, stratify, qc, command) -> ExportReport:  # fmt: skip
+            folds, seed, stratify, qc, command, segment_table=None) -> ExportReport:  # fmt: skip
     exported = [case_id for case_id, _ in cases if records[case_id]["status"] == "exported"]
     quarantined = {case_id: records[case_id]["reason"] for case_id, _ in cases if records[case_id]["status"] != "exported"}
     by_id = dict(cases)
@@ -609,7 +549,10 @@ def _finish(report, layout, cases, records, part, plan, recipes, statistics, lab
         patients = {case_id: by_id[case_id].patient for case_id in exported}
         keep(write_dataset_report(folder / REPORT_FILE, layout, files, records, quarantined, source.excluded, table,
                                   warnings, patients))  # fmt: skip
-    for path in layout.write_index(files, table):
+    regions = None
+    if segment_table is not None and segment_table.overlap == "regions":
+        regions = segment_table.nnunet_labels(overlap="regions")  # nnU-Net region-based training
+    for path in layout.write_index(files, table, regions=regions):
         keep(Path(path))
     _clean_staging(layout)
     record = {

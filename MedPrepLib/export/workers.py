@@ -1,0 +1,126 @@
+"""The worker processes of a parallel export: how many, started early, and stopped cleanly.
+
+:class:`WorkerPool` starts its processes (``spawn``: a fresh interpreter each, no inherited
+threads) as soon as the export knows it will want them, before the source is scanned, so that
+their imports overlap the scan. Each worker gets ``MEDPREP_THREADS`` = its share of the CPUs,
+ignores Ctrl-C (the export decides) and dies with the export (``PR_SET_PDEATHSIG`` on Linux), so
+a killed export leaves no process writing into the dataset. When the export stops early, the
+workers are killed and the staging folders they were writing into are removed.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from collections.abc import Callable, Iterable
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from pathlib import Path
+
+from ..atomic import remove_staging_of
+
+PER_WORKER_BYTES = 1_200 * 2**20
+"""The memory one worker is allowed for ``workers="auto"`` (a 512 x 512 x 300 CT through a
+resampling recipe peaks below it)."""
+
+
+def cpus() -> int:
+    """The CPUs this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        return os.cpu_count() or 1
+
+
+def _available_memory() -> int | None:
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
+def auto_workers(n_cases: int | None = None) -> int:
+    """Workers for ``--workers auto``: the CPUs, bounded by the memory available over
+    :data:`PER_WORKER_BYTES`, and by the number of cases when known."""
+    available = _available_memory()
+    by_memory = max(1, int(available // PER_WORKER_BYTES)) if available else cpus()
+    return max(1, min(cpus(), by_memory, n_cases if n_cases is not None else cpus()))
+
+
+def _worker_init(threads: int) -> None:
+    os.environ["MEDPREP_THREADS"] = str(threads)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides; it shuts the pool down
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except OSError:  # pragma: no cover - not Linux
+        pass
+
+
+def _warm_up() -> int:
+    """Import what a case needs while the export is still scanning."""
+    import pydicom  # noqa: F401
+
+    from . import case_job  # noqa: F401 - numpy, SimpleITK, the recipe steps, the writers
+    from .qc import montage  # noqa: F401
+
+    return os.getpid()
+
+
+class WorkerPool:
+    """``size`` worker processes, started now (see the module doc)."""
+
+    def __init__(self, size: int):
+        import multiprocessing
+
+        self.size = size
+        self._pool = ProcessPoolExecutor(
+            size, mp_context=multiprocessing.get_context("spawn"), initializer=_worker_init,
+            initargs=(max(1, cpus() // size),),
+        )  # fmt: skip
+        self._warming = [self._pool.submit(_warm_up) for _ in range(size)]
+
+    def run(self, jobs: Iterable, job: Callable, finished: Callable[[dict], None], folders: Iterable[Path]) -> None:
+        """Run ``job(j)`` for every j in ``jobs`` (at most two per worker queued), calling
+        ``finished(result)`` in this process as results come, in completion order. On any
+        exception (a signal included) the workers are killed, the staging folders of theirs in
+        ``folders`` removed, and the exception re-raised."""
+        pending = set()
+        queue = iter(jobs)
+        try:
+            for j in queue:
+                pending.add(self._pool.submit(job, j))
+                if len(pending) >= 2 * self.size:
+                    break
+            while pending:
+                ready, pending = wait(pending, return_when=FIRST_COMPLETED)
+                for future in ready:
+                    finished(future.result())
+                for j in queue:
+                    pending.add(self._pool.submit(job, j))
+                    if len(pending) >= 2 * self.size:
+                        break
+        except BaseException:
+            self.kill(folders)
+            raise
+
+    def kill(self, folders: Iterable[Path] = ()) -> None:
+        """Stop every worker now and remove their staging folders in ``folders``."""
+        processes = list((getattr(self._pool, "_processes", None) or {}).values())
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        for process in processes:
+            process.kill()  # a worker mid-case has written only into staging folders ...
+        for process in processes:
+            process.join(timeout=10)
+        pids = [p.pid for p in processes if p.pid is not None]
+        for folder in folders:  # ... which go with it
+            if Path(folder).is_dir():
+                remove_staging_of(folder, pids)
+
+    def close(self) -> None:
+        """Let the workers finish what they have and exit."""
+        self._pool.shutdown(wait=True, cancel_futures=True)
