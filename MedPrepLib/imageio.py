@@ -193,8 +193,10 @@ def write_image(
     overwrite: bool = False,
     compress: bool | None = None,
     progress=None,
+    hasher=None,
 ) -> Path:
-    """Write ``volume`` to ``path`` atomically; returns the path.
+    """Write ``volume`` to ``path`` atomically; returns the path. ``hasher``: see
+    :func:`~MedPrepLib.imagewriter.write_volume_file` (one-file formats: it sees every byte).
 
     ``compress`` defaults to True for ``.nii.gz`` and NRRD/MetaImage (lossless zlib) and
     is ignored for ``.nii``. A multi-channel (z, y, x, c) volume becomes a 4D NIfTI (x, y, z, t)
@@ -211,5 +213,5 @@ def write_image(
         compress = suffix != ".nii"
     time_spacing = float(volume.metadata.get("time_spacing") or 1.0)
     return write_volume_file(
-        volume, path, suffix, compress=bool(compress), time_spacing=time_spacing, progress=progress
+        volume, path, suffix, compress=bool(compress), time_spacing=time_spacing, progress=progress, hasher=hasher
     )

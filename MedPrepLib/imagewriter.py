@@ -129,8 +129,12 @@ def write_volume_file(
     compress: bool,
     time_spacing: float = 1.0,
     progress=None,
+    hasher=None,
 ) -> Path:
     """Write ``volume`` to ``path`` (format ``suffix``), staged and renamed; see the module doc.
+
+    ``hasher`` (a :mod:`hashlib` object) receives the bytes of a one-file format as they are
+    written (``.nii``, ``.nii.gz``, ``.nrrd``, ``.mha``); it is not used for the two-file ones.
 
     ``time_spacing`` is the 4th NIfTI pixdim of a (z, y, x, t) volume (seconds or any unit the
     source had; 1.0 when unknown). ``progress`` (callback or Progress) hears of every chunk and
@@ -154,7 +158,7 @@ def write_volume_file(
             vox_offset = int(struct.unpack("<f", head[108:112])[0])
             header = bytearray(head[:vox_offset])
             struct.pack_into(f"<{len(sizes)}h", header, 42, *sizes)
-            staged.append(_stream(tmp / path.name, [bytes(header)], data, path, gzip="all" if suffix == ".nii.gz" else "", level=level, progress=prog))
+            staged.append(_stream(tmp / path.name, [bytes(header)], data, path, gzip="all" if suffix == ".nii.gz" else "", level=level, progress=prog, hasher=hasher))
         elif suffix in (".nrrd", ".nhdr"):
             size_text = " ".join(map(str, ((data.shape[-1],) if vector else ()) + sizes)).encode()
             if suffix == ".nrrd":
@@ -166,7 +170,7 @@ def write_volume_file(
                 header = _replace_line(header, b"encoding: ", b"gzip")
             if suffix == ".nrrd":
                 gz = "data" if compress else ""
-                staged.append(_stream(tmp / path.name, [header], data, path, gzip=gz, level=level, progress=prog))
+                staged.append(_stream(tmp / path.name, [header], data, path, gzip=gz, level=level, progress=prog, hasher=hasher))
             else:
                 data_name = path.name[: -len(suffix)] + (".raw.gz" if compress else ".raw")
                 header = _replace_line(header, b"data file: ", data_name.encode())
@@ -194,7 +198,7 @@ def write_volume_file(
                 header = _replace_line(header, b"CompressedData = ", b"True\nCompressedDataSize = " + str(n).encode())
             payload = None if compress else data
             if suffix == ".mha":
-                staged.append(_stream(tmp / path.name, [header, *(chunks or [])], payload, path, progress=prog))
+                staged.append(_stream(tmp / path.name, [header, *(chunks or [])], payload, path, progress=prog, hasher=hasher))
             else:
                 data_name = path.name[: -len(suffix)] + (".zraw" if compress else ".raw")
                 header = _replace_line(header, b"ElementDataFile = ", data_name.encode())
@@ -207,6 +211,20 @@ def write_volume_file(
     return path
 
 
+class _Hashing:
+    """A binary file that feeds what is written to it to a hash as well."""
+
+    def __init__(self, f, hasher):
+        self._f, self._hasher = f, hasher
+
+    def write(self, data) -> int:
+        self._hasher.update(data)
+        return self._f.write(data)
+
+    def flush(self) -> None:
+        self._f.flush()
+
+
 def _stream(
     staged: Path,
     heads: list[bytes],
@@ -216,14 +234,17 @@ def _stream(
     gzip: str = "",
     level: int = 1,
     progress=None,
+    hasher=None,
 ) -> Path:
-    """Write ``heads`` then ``data`` to ``staged``; OS errors name ``target``.
+    """Write ``heads`` then ``data`` to ``staged``; OS errors name ``target``. ``hasher`` (a
+    :mod:`hashlib` object) is fed every byte written, so the file's digest costs no second read.
 
     ``gzip``: ``""`` nothing compressed, ``"data"`` the data as one gzip stream after the raw
     heads (NRRD), ``"all"`` the whole file one gzip stream (``.nii.gz``).
     """
     try:
-        with open(staged, "wb") as f:
+        with open(staged, "wb") as raw:
+            f = _Hashing(raw, hasher) if hasher is not None else raw
             compressor = _compressor(level, 31) if gzip else None
             for head in heads:
                 write_chunks(f, compressor.compress(head) if gzip == "all" else head, target)

@@ -187,8 +187,7 @@ def _run_case(job: CaseJob) -> dict:
         raise ExportError("the recipe made the label non-integer", hint="label maps must stay integer class values")
     if len(out_channels) > 1:
         out_channels, _ = _one_grid(dict(zip(names, out_channels, strict=True)))
-    written = job.fmt.write_case(job.files, out_channels, out_label)
-    files = {path: file_sha256(job.fmt.folder / path) for path in written}
+    files = job.fmt.write_case(job.files, out_channels, out_label)
     if job.qc:
         from .qc import write_montage
 

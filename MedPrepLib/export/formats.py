@@ -15,6 +15,7 @@ The runner asks :class:`Format` for every format-specific decision, so the expor
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 from collections.abc import Mapping, Sequence
@@ -27,6 +28,7 @@ from ..imageio import write_image
 from ..volume import Volume
 from . import msd, nnunet, plain
 from .cases import CaseFiles
+from .state import file_sha256
 
 FORMATS = ("nnunet", "msd", "nifti", "npz")
 """The ``--format`` choices."""
@@ -69,21 +71,26 @@ class Format:
             return ("imagesTr", "labelsTr", "imagesTs", "labelsTs")
         return ("images", "labels") if self.name == "nifti" else ("cases",)
 
-    def write_case(self, files: CaseFiles, channels: Sequence[Volume], label: Volume | None) -> list[str]:
+    def write_case(self, files: CaseFiles, channels: Sequence[Volume], label: Volume | None) -> dict[str, str]:
         """Write one case's volumes at ``files`` (under :attr:`folder`), each staged and renamed,
-        replacing what an interrupted run left. Returns the relative paths written."""
+        replacing what an interrupted run left. Returns relative path -> SHA-256 of every file
+        written (computed as the bytes are written)."""
         folder = self.folder
         for path in files.files:
             make_folder((folder / path).parent)
         if self.name == "npz":
             plain.write_npz(folder / files.images[0], channels, label, overwrite=True)
-        else:
-            volumes = [msd.image_volume(channels)] if self.name == "msd" else list(channels)
-            for volume, path in zip(volumes, files.images, strict=True):
-                write_image(volume, folder / path, overwrite=True)
-            if label is not None:
-                write_image(label, folder / files.label, overwrite=True)
-        return list(files.files)
+            return {files.images[0]: file_sha256(folder / files.images[0])}
+        volumes = [msd.image_volume(channels)] if self.name == "msd" else list(channels)
+        pairs = list(zip(volumes, files.images, strict=True))
+        if label is not None:
+            pairs.append((label, files.label))
+        digests = {}
+        for volume, path in pairs:
+            hasher = hashlib.sha256()
+            write_image(volume, folder / path, overwrite=True, hasher=hasher)
+            digests[path] = hasher.hexdigest()
+        return digests
 
     def write_index(self, cases: Sequence[CaseFiles], labels: Mapping[str, int], *, description: str = "",
                     regions: Mapping | None = None) -> list[Path]:  # fmt: skip

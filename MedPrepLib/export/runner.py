@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import csv
 import io
+import logging
 import os
 import platform
 from collections.abc import Callable, Sequence
@@ -59,6 +60,8 @@ from .privacy import KeyRow, assign_case_ids, check_key_file_path, scrub, write_
 from .splits import LABEL_PRESENCE, SplitCase, check_split_options, make_splits, test_count
 from .state import DATASET_RECORD, DATASET_RECORD_FORMAT, ExportState, file_sha256, plan_digest
 from .workers import WorkerPool, auto_workers
+
+log = logging.getLogger(__name__)
 
 QUARANTINE_FILE = "quarantine.csv"
 REPORT_FILE = f"{QC_FOLDER}/report.html"
@@ -122,6 +125,7 @@ def _run_job(job: CaseJob) -> dict:
         remove_case_files(job)
         return {"case": job.case_id, "status": "quarantined", "reason": _quarantine_reason(exc) + " (out of memory)"}
     except Exception as exc:  # noqa: BLE001 - a bad case must not stop the batch
+        log.debug("case %s failed", job.case_id, exc_info=True)  # the details, for --verbose
         remove_case_files(job)
         return {"case": job.case_id, "status": "quarantined", "reason": _quarantine_reason(exc)}
 
