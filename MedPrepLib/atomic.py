@@ -96,7 +96,6 @@ def remove_stale_staging(folder: str | os.PathLike) -> list[Path]:
         return []
     _cleaned_folders.add(key)
     removed = []
-    host = _host()
     try:
         entries = [e for e in os.scandir(folder) if e.name.startswith(STAGING_PREFIX)]
     except OSError:
@@ -114,9 +113,17 @@ def remove_stale_staging(folder: str | os.PathLike) -> list[Path]:
                     removed.append(Path(entry.path))
         except OSError:
             continue
+    return removed + _remove_staging(entries, lambda pid: not _owner_alive(pid))
+
+
+def _remove_staging(entries, owner_gone) -> list[Path]:
+    """Remove the staging folders among ``entries`` made on this host by a process for whose
+    pid ``owner_gone(pid)`` is true; returns what was removed."""
+    host = _host()
+    removed = []
     for entry in entries:
         m = _STAGING_NAME.match(entry.name)
-        if m is None or m["host"] != host or _owner_alive(int(m["pid"])):
+        if m is None or m["host"] != host or not owner_gone(int(m["pid"])):
             continue
         shutil.rmtree(entry.path, ignore_errors=True)
         if not os.path.exists(entry.path):
@@ -128,19 +135,11 @@ def remove_staging_of(folder: str | os.PathLike, pids) -> list[Path]:
     """Remove the staging folders in ``folder`` of the given processes of this host (workers
     that were just stopped: their own clean-up could not run)."""
     pids = {int(p) for p in pids}
-    removed = []
-    host = _host()
     try:
         entries = [e for e in os.scandir(folder) if e.name.startswith(STAGING_PREFIX)]
     except OSError:
         return []
-    for entry in entries:
-        m = _STAGING_NAME.match(entry.name)
-        if m is not None and m["host"] == host and int(m["pid"]) in pids:
-            shutil.rmtree(entry.path, ignore_errors=True)
-            if not os.path.exists(entry.path):
-                removed.append(Path(entry.path))
-    return removed
+    return _remove_staging(entries, pids.__contains__)
 
 
 def make_folder(folder: str | os.PathLike) -> Path:

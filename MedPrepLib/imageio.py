@@ -50,6 +50,15 @@ def image_suffix(path: str | os.PathLike) -> str:
     return Path(name).suffix
 
 
+def path_beside(path: str | os.PathLike, ending: str) -> Path:
+    """The file beside an image that shares its stem: ``out/ct.nii.gz`` + ``".provenance.json"``
+    -> ``out/ct.provenance.json`` (the format ending, however many dots, is replaced)."""
+    path = Path(path)
+    suffix = image_suffix(path)
+    stem = path.name[: -len(suffix)] if suffix else path.name
+    return path.with_name(stem + ending)
+
+
 def is_image_file(path: str | os.PathLike) -> bool:
     """True when the name ends in a format :func:`read_image` reads."""
     return image_suffix(path) in READ_SUFFIXES

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from ..atomic import check_writable, make_folder, refuse_overwriting_inputs
 from ..errors import InputError
-from ..imageio import check_image_output, image_suffix, write_image
+from ..imageio import check_image_output, path_beside, write_image
 from ..jsonfiles import write_json
 from ..volume import Volume
 from .arguments import add_overwrite, add_series
@@ -48,10 +48,7 @@ def add_arguments(p) -> None:
 
 def sidecar_path(output: str | Path) -> Path:
     """``out/liver.nii.gz`` -> ``out/liver.labels.json``."""
-    output = Path(output)
-    suffix = image_suffix(output)
-    stem = output.name[: -len(suffix)] if suffix else output.name
-    return output.with_name(stem + ".labels.json")
+    return path_beside(output, ".labels.json")
 
 
 def run(args) -> int:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from ..atomic import check_writable, refuse_overwriting_inputs
 from ..errors import InputError, RecipeError
-from ..imageio import check_image_output, image_suffix, is_image_file, read_image, write_image
+from ..imageio import check_image_output, is_image_file, path_beside, read_image, write_image
 from ..progress import as_progress
 from ..recipe import Recipe, label_on_image_grid, load_statistics, run_recipe, write_json
 from .arguments import add_input_output, add_overwrite, add_series
@@ -39,10 +39,7 @@ def add_arguments(p) -> None:
 
 def default_provenance_path(output: str | Path) -> Path:
     """``out/ct.nii.gz`` -> ``out/ct.provenance.json``."""
-    output = Path(output)
-    suffix = image_suffix(output)
-    stem = output.name[: -len(suffix)] if suffix else output.name
-    return output.with_name(stem + ".provenance.json")
+    return path_beside(output, ".provenance.json")
 
 
 def read_input(path: str | Path, series: str | None = None, progress=None):

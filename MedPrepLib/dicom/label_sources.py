@@ -65,30 +65,26 @@ def _items(ds, keyword: str) -> list:
     return list(value) if value is not None else []
 
 
+def _uids(items, keyword: str) -> set[str]:
+    """The values of ``keyword`` in ``items`` (sequence items), empty ones left out."""
+    return {str(item.get(keyword)) for item in items if item.get(keyword)}
+
+
 def _referenced(ds, kind: str) -> tuple[set[str], set[str]]:
     """(referenced SeriesInstanceUIDs, referenced SOPInstanceUIDs) of a SEG or RTSTRUCT."""
-    series: set[str] = set()
-    instances: set[str] = set()
     if kind == "SEG":
-        for item in _items(ds, "ReferencedSeriesSequence"):
-            if item.get("SeriesInstanceUID"):
-                series.add(str(item.SeriesInstanceUID))
-            for ref in _items(item, "ReferencedInstanceSequence"):
-                if ref.get("ReferencedSOPInstanceUID"):
-                    instances.add(str(ref.ReferencedSOPInstanceUID))
-        for item in _items(ds, "SourceImageSequence"):
-            if item.get("ReferencedSOPInstanceUID"):
-                instances.add(str(item.ReferencedSOPInstanceUID))
+        series_items = _items(ds, "ReferencedSeriesSequence")
+        image_items = [i for s in series_items for i in _items(s, "ReferencedInstanceSequence")]
+        image_items += _items(ds, "SourceImageSequence")
     else:
-        for frame in _items(ds, "ReferencedFrameOfReferenceSequence"):
-            for study in _items(frame, "RTReferencedStudySequence"):
-                for item in _items(study, "RTReferencedSeriesSequence"):
-                    if item.get("SeriesInstanceUID"):
-                        series.add(str(item.SeriesInstanceUID))
-                    for image in _items(item, "ContourImageSequence"):
-                        if image.get("ReferencedSOPInstanceUID"):
-                            instances.add(str(image.ReferencedSOPInstanceUID))
-    return series, instances
+        series_items = [
+            item
+            for frame in _items(ds, "ReferencedFrameOfReferenceSequence")
+            for study in _items(frame, "RTReferencedStudySequence")
+            for item in _items(study, "RTReferencedSeriesSequence")
+        ]
+        image_items = [i for s in series_items for i in _items(s, "ContourImageSequence")]
+    return _uids(series_items, "SeriesInstanceUID"), _uids(image_items, "ReferencedSOPInstanceUID")
 
 
 def _read(path: str):

@@ -162,18 +162,11 @@ def dataset_json(
 
 
 def write_index(
-    dataset_folder: str | os.PathLike,
-    cases: Sequence[CaseFiles],
-    *,
-    labels: Mapping[str, int],
-    channels: Sequence[str],
-    name: str | None = None,
-    description: str | None = None,
-    regions: Mapping | None = None,
-    overwrite: bool = False,
+    dataset_folder: str | os.PathLike, cases: Sequence[CaseFiles], *, overwrite: bool = False, **content
 ) -> list[Path]:
-    """Write ``splits_final.json`` (when the training cases have folds) and then ``dataset.json``
-    (``regions``: see :func:`dataset_json`).
+    """Write ``splits_final.json`` (when the training cases have folds) and then ``dataset.json``,
+    whose ``content`` keywords are :func:`dataset_json`'s (``labels``, ``channels``, ``name``,
+    ``description``, ``regions``).
 
     ``cases`` are the cases whose files are written, as :func:`case_files` named them. Refuses
     (ExportError) a listed file that is missing, a file in ``imagesTr``/``labelsTr``/``imagesTs``
@@ -181,7 +174,8 @@ def write_index(
     paths written, ``dataset.json`` last.
     """
     folder = Path(dataset_folder)
-    content = dataset_json(cases, labels=labels, channels=channels, name=name, description=description, regions=regions)
+    channels = content["channels"]
+    content = dataset_json(cases, **content)
     check_layout(
         folder,
         cases,

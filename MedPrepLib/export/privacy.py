@@ -286,15 +286,15 @@ def _inside(path: Path, folder: Path) -> bool:
 def check_key_file_path(path: str | os.PathLike, dataset_folder: str | os.PathLike) -> Path:
     """Refuse a key-file path inside the dataset folder (symbolic links followed)."""
     path = Path(path)
-    if not path.parent.is_dir():
-        raise ExportError(
-            "the key file's folder does not exist", path=path.parent, hint="make the folder first, outside the dataset"
-        )
     if _inside(path, Path(dataset_folder)):
         raise ExportError(
             "the key file would be inside the dataset folder, which is shared with the dataset",
             path=path,
             hint="write it somewhere only you can read, outside the dataset (--key-file PATH)",
+        )
+    if not path.parent.is_dir():
+        raise ExportError(
+            "the key file's folder does not exist", path=path.parent, hint="make the folder first, outside the dataset"
         )
     return path
 

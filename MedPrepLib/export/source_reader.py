@@ -97,19 +97,17 @@ def read_source(
     *,
     cohort: str | os.PathLike | None = None,
     labels_dir: str | os.PathLike | None = None,
-    selection=None,
     channels: dict[str, str] | list[str] | None = None,
     channel_name: str | None = None,
-    geometry_policy: str = "resample",
-    include_age: bool = False,
-    include_sex: bool = False,
-    cache: str | os.PathLike | bool | None = False,
     labels_from: str | None = None,
     segment_table=None,
     progress=None,
+    **dicom_options,
 ) -> SourceCases:
     """The cases of ``source`` (see the module doc). ``cohort`` names the cohort table
-    explicitly (then ``source`` is ignored if it is the same file). ``channels``: for DICOM a
+    explicitly (then ``source`` is ignored if it is the same file). ``dicom_options`` are
+    :func:`~.dicom_source.dicom_cases`'s (``selection``, ``geometry_policy``, ``include_age``,
+    ``include_sex``, ``cache``) and apply to a DICOM source only. ``channels``: for DICOM a
     mapping channel -> SeriesDescription pattern, for an image folder the channel names."""
     if cohort is not None:
         source, kind = cohort, "cohort"
@@ -136,11 +134,8 @@ def read_source(
     if labels_from is not None:
         from ..sources import find_stacks
 
-        scanned = find_stacks(source, cache=cache, progress=as_progress(progress).sub(0.0, 0.8))
-    found = dicom_cases(
-        source, selection=selection, channels=channels, geometry_policy=geometry_policy,
-        include_age=include_age, include_sex=include_sex, cache=cache, progress=progress, found=scanned,
-    )  # fmt: skip
+        scanned = find_stacks(source, cache=dicom_options.get("cache", False), progress=as_progress(progress).sub(0.0, 0.8))
+    found = dicom_cases(source, channels=channels, progress=progress, found=scanned, **dicom_options)
     if labels_from is not None:
         from ..dicom.label_sources import find_label_sources
         from .object_labels import with_object_labels
