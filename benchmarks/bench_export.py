@@ -53,19 +53,27 @@ RECIPE = {
 }
 
 
-def write_cohort(folder: Path, cases: int, slices: int, size: int) -> list[Path]:
-    """One CT series per patient under ``folder/patientN/``; returns the series folders."""
+def write_cohort(root: Path, cases: int, slices: int, size: int) -> tuple[Path, list[Path]]:
+    """One CT series per patient, written once into ``root/series/patientN-...`` and reused; the
+    cohort folder ``root/cohort-<cases>`` holds exactly ``cases`` of them (hard links). Returns
+    the cohort folder and its series folders."""
     from MedPrepLib.sampledata import DemoPatient, chest_ct_phantom, write_ct_series
 
+    cohort = root / f"cohort-{cases}x{slices}x{size}"
     series = []
     for n in range(1, cases + 1):
-        target = folder / f"patient{n}" / "ct"
-        if not (target / f"IM{slices:04d}.dcm").is_file():
+        source = root / "series" / f"patient{n}-{slices}x{size}"
+        if not (source / f"IM{slices:04d}.dcm").is_file():
             phantom = chest_ct_phantom((slices, size, size), (0.7, 0.7, 2.5), seed=n)
-            write_ct_series(phantom, target, study_seed=f"bench-{n}-{slices}-{size}",
+            write_ct_series(phantom, source, study_seed=f"bench-{n}-{slices}-{size}",
                             patient=DemoPatient(f"BENCH^{n}", f"BENCH-{n:04d}"), overwrite=True)  # fmt: skip
+        target = cohort / f"patient{n}"
+        if not target.is_dir():
+            target.mkdir(parents=True)
+            for f in source.iterdir():
+                os.link(f, target / f.name)
         series.append(target)
-    return series
+    return cohort, series
 
 
 SITK_RAW = """
@@ -160,8 +168,7 @@ def main(argv=None) -> int:
     parser.add_argument("--only", default="", help="comma-separated substrings of the tool names to run")
     args = parser.parse_args(argv)
     root = args.keep or Path(tempfile.mkdtemp(prefix="medprep-bench-export-"))
-    cohort = root / "cohort"
-    series = write_cohort(cohort, args.cases, args.slices, args.size)
+    cohort, series = write_cohort(root, args.cases, args.slices, args.size)
     work = root / "out"
     chosen = tools(series, cohort, work, set(filter(None, args.skip.split(","))))
     if args.only:
