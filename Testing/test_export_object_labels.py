@@ -188,3 +188,23 @@ def test_overlapping_segments_become_nnunet_regions(tmp_path):
 
     checked = verify(folder, tmp_path)
     assert checked.returncode == 0, checked.stdout + checked.stderr
+
+
+def test_a_seg_whose_series_is_absent_is_reported_never_a_silent_empty_label(tmp_path):
+    import shutil
+
+    src = tmp_path / "dicom"
+    for patient in ("p1", "p2", "p3"):
+        sources = _series(src / patient / "ct", patient, new_uid())
+        (src / patient / "label").mkdir()
+        _seg(src / patient / "label" / "object.dcm", sources, ["Liver", "Tumour"])
+    shutil.rmtree(src / "p3" / "ct")  # p3's SEG now references a series that is not in the source
+    result = run_medprep("export", src, tmp_path / "raw", "--labels-from", "seg", "--folds", "2", "--no-qc")
+    assert result.returncode == 0, result.stderr
+    record = json.loads((tmp_path / "raw" / "Dataset500_MedPrep" / "medprep.json").read_text())
+    assert len(record["cases"]) == 2 and all(c["facts"]["label"]["present"] == [1, 2] for c in record["cases"])
+    assert {"what": "SEG object 3", "reason": "labels no stack of the source: its referenced series is not in the source"} in [
+        {"what": e["what"], "reason": e["reason"]} for e in record["excluded"]
+    ]
+    scan = run_medprep("scan", src)
+    assert "SEG (2 segments" in scan.stdout and "labels no stack here: its referenced series is not in the source" in scan.stdout
