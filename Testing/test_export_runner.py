@@ -284,3 +284,23 @@ def test_restore_maps_a_prediction_back_through_the_dataset(tmp_path):
     assert unknown.returncode == 2 and "no case 'case_0099'" in unknown.stderr
     half = run_medprep("restore", pred, tmp_path / "x.nii.gz", "--dataset", folder)
     assert half.returncode == 2 and "--case" in half.stderr
+
+
+@pytest.mark.parametrize("stratify", ["site", "labels"])
+def test_stratified_folds_balance_a_column_or_the_labels_present(tmp_path, stratify):
+    rows = []
+    for n in range(12):
+        image, label = case_arrays(n)  # odd cases hold label 2 as well: the "labels" strata
+        write_volume(image, tmp_path / "data" / f"i{n}.nii.gz")
+        write_volume(label, tmp_path / "data" / f"l{n}.nii.gz")
+        rows.append({"image": f"data/i{n}.nii.gz", "label": f"data/l{n}.nii.gz", "patient": f"p{n}",
+                     "site": "A" if n % 2 else "B"})  # fmt: skip
+    table = cohort_table(tmp_path, rows)
+    report = export_dataset(table, tmp_path / "raw", folds=3, stratify=stratify, qc=False, source_options={"channel_name": "CT"})
+    record = json.loads((report.dataset_folder / "medprep.json").read_text())
+    two_labels = {c["case"] for c in record["cases"] if c["facts"]["label"]["present"] == [1, 2]}
+    assert len(two_labels) == 6  # site A is exactly the cases holding label 2
+    for fold in record["splits"]["folds"]:
+        assert len(fold) == 4 and len(two_labels & set(fold)) == 2, record["splits"]["folds"]
+    missing = run_medprep("export", table, tmp_path / "raw2", "--stratify", "hospital", "--channel-name", "CT", "--no-qc")
+    assert missing.returncode == 2 and "no column 'hospital'" in missing.stderr

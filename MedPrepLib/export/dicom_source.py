@@ -165,6 +165,14 @@ def dicom_cases(
     return out
 
 
+def case_stack(case: SourceCase) -> Stack | None:
+    """The stack of a DICOM case's first channel (what its loader loads), or ``None`` for a case
+    of another source."""
+    loader = next(iter(case.images.values()))
+    args = getattr(loader, "args", ())
+    return args[0] if args and isinstance(args[0], Stack) else None
+
+
 def _move_path_to_detail(exc: MedPrepError) -> None:
     """Keep the error's path out of its message: into its detail (shown only with --verbose)."""
     if exc.path is not None:

@@ -74,17 +74,16 @@ class LabelRules:
         warnings = d.pop("warnings")
         return out, d, warnings
 
-    def presence(self, label: VolumeSource) -> str:
-        """The stratum of a case for ``--stratify labels``: which non-zero values its label holds
-        after the remap ("1,3"), or "empty"."""
+    def present_values(self, label: VolumeSource) -> tuple[int, ...]:
+        """The non-zero values a case's label holds after the remap (for ``--stratify labels``,
+        before the case is exported)."""
         from .labels import found_values
 
         volume = label if isinstance(label, Volume) else label()
         values = found_values(volume)
         if self.table is not None:
             values = tuple(self.table.remap.get(v, v) for v in values)
-        present = sorted({v for v in values if v != 0})
-        return ",".join(map(str, present)) if present else "empty"
+        return tuple(sorted({v for v in values if v != 0}))
 
     def table_for(self, facts: Sequence[dict | None]) -> dict[str, int]:
         """The dataset's label table (name -> value), given the label facts of the exported cases."""

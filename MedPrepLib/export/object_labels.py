@@ -67,6 +67,7 @@ def with_object_labels(found: SourceCases, label_sources, labels_from: str, tabl
     from the structure names of the selected objects."""
     from ..segmentation.label_table import SegmentLabelTable
     from ..segmentation.objects import segment_names
+    from .dicom_source import case_stack
 
     if labels_from not in LABELS_FROM:
         from ..errors import ExportError
@@ -85,9 +86,8 @@ def with_object_labels(found: SourceCases, label_sources, labels_from: str, tabl
             by_stack[source.stack_id].append(source)
     chosen = {}
     for case in found.cases:
-        first = next(iter(case.images.values()))
-        stack = first.args[0] if getattr(first, "args", None) else None
-        candidates = _chosen(by_stack.get(getattr(stack, "id", None), []), labels_from)
+        stack = case_stack(case)
+        candidates = _chosen(by_stack.get(stack.id if stack else None, []), labels_from)
         if len(candidates) == 1:
             chosen[case.key] = candidates[0]
         elif len(candidates) > 1:

@@ -27,6 +27,7 @@ the dataset, is the exception) and none appears in progress labels or warnings.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import logging
 import os
@@ -53,7 +54,7 @@ from ..recipe import Recipe
 from ..recipe.run import software_versions
 from ..recipe.statistics import compute_statistics, steps_needing_statistics
 from .case_job import QC_FOLDER, CaseJob, prepare_case, remove_case_files, run_case
-from .cases import Exclusion, SourceCases
+from .cases import Exclusion, SourceCase, SourceCases
 from .formats import Format, dataset_format
 from .label_rules import LabelRules
 from .privacy import KeyRow, assign_case_ids, check_key_file_path, scrub, write_key_file
@@ -248,7 +249,8 @@ def export_dataset(
 
     if workers != "auto" and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
         raise ExportError(f"--workers {workers!r}: give a number >= 1 or 'auto'")
-    pool = WorkerPool(auto_workers() if workers == "auto" else workers) if workers != 1 else None
+    size = auto_workers() if workers == "auto" else workers
+    pool = WorkerPool(size) if size > 1 else None  # started now: worker imports overlap the scan
     try:
         report = _export(source, out, pool=pool, fmt=fmt, recipe=recipe, label_map=label_map,
                        labels_dir=labels_dir, cohort=cohort, grid_policy=grid_policy, dataset_id=dataset_id,
@@ -427,19 +429,20 @@ def _recipes(recipe, channels: list[str], cases) -> dict[str, Recipe]:
     return {name: parsed for name in channels}
 
 
+def _split_case(case_id: str, case: SourceCase, stratify: str | None, labels_present=None, *, split=None) -> SplitCase:
+    """The split's view of a case (:meth:`~.splits.SplitCase.from_case`); ``split`` overrides
+    the source's fixed part."""
+    view = SplitCase.from_case(case.to_case(case_id), stratify=stratify, labels_present=labels_present)
+    return view if split is None else dataclasses.replace(view, split=split)
+
+
 def _split_cases(cases, stratify: str | None, label_rules: LabelRules) -> list[SplitCase]:
-    out = []
-    for case_id, case in cases:
-        stratum = ""
-        if stratify == LABEL_PRESENCE and case.label is not None:
-            stratum = label_rules.presence(case.label)
-        elif stratify is not None and stratify != LABEL_PRESENCE:
-            if stratify not in case.columns:
-                known = ", ".join(sorted(case.columns)) or "none"
-                raise ExportError(f"case {case_id} has no column {stratify!r} to stratify by", hint=f"columns: {known}; or 'labels'")
-            stratum = case.columns[stratify]
-        out.append(SplitCase(case_id, case.patient, case.label is not None, case.split, stratum))
-    return out
+    """Every case's split view before export; ``--stratify labels`` reads each label once here."""
+    return [
+        _split_case(case_id, case, stratify,
+                    label_rules.present_values(case.label) if stratify == LABEL_PRESENCE and case.label is not None else None)  # fmt: skip
+        for case_id, case in cases
+    ]
 
 
 def _measure_statistics(needs, channels, train, label_rules, seed, quarantined, progress) -> dict:
@@ -510,18 +513,12 @@ def _finish(report, layout, cases, records, part, plan, recipes, statistics, lab
     quarantined = {case_id: records[case_id]["reason"] for case_id, _ in cases if records[case_id]["status"] != "exported"}
     by_id = dict(cases)
     # the folds, over the exported training cases (their part stays what the plan said)
-    train_cases = []
-    for case_id in exported:
-        if part[case_id] != "train":
-            continue
-        case = by_id[case_id]
-        stratum = ""
-        if stratify == LABEL_PRESENCE:
-            values = (records[case_id]["facts"].get("label") or {}).get("present", [])
-            stratum = ",".join(str(v) for v in sorted(values) if v) or "empty"
-        elif stratify:
-            stratum = case.columns.get(stratify, "")
-        train_cases.append(SplitCase(case_id, case.patient, True, "train", stratum))
+    train_cases = [
+        _split_case(case_id, by_id[case_id], stratify, (records[case_id]["facts"].get("label") or {}).get("present", []),
+                    split="train")  # fmt: skip
+        for case_id in exported
+        if part[case_id] == "train"
+    ]
     fold_warnings: list[str] = []
     _, fold_of = _split(train_cases, folds=folds, test_fraction=0.0, seed=seed, warnings=fold_warnings)
     warnings.extend(fold_warnings)

@@ -65,6 +65,8 @@ def _label_files(labels_dir: Path) -> dict[str, Path]:
 
 def _with_dicom_labels(found: SourceCases, labels_dir: str | os.PathLike) -> SourceCases:
     """Attach label files named by SeriesInstanceUID or StudyInstanceUID to DICOM cases."""
+    from .dicom_source import case_stack
+
     folder = Path(labels_dir)
     if not folder.is_dir():
         raise ExportError("the labels folder does not exist or is not a folder", detail=os.fspath(labels_dir))
@@ -72,9 +74,8 @@ def _with_dicom_labels(found: SourceCases, labels_dir: str | os.PathLike) -> Sou
     used: set[str] = set()
     cases = []
     for case in found.cases:
-        first = next(iter(case.images.values()))
-        stack = first.args[0] if getattr(first, "args", None) else None
-        names = [getattr(stack, "series_instance_uid", ""), case.key[-1]]
+        stack = case_stack(case)
+        names = [stack.series_instance_uid if stack else "", case.key[-1]]
         match = next((n for n in names if n and n in files), None)
         if match is None:
             cases.append(case)
