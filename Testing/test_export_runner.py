@@ -243,6 +243,19 @@ def test_the_recorded_command_holds_no_paths_and_no_workers():
             "--key-file=/secret/key.csv", "--folds", "3"]  # fmt: skip
     text = sanitized_command(argv)
     assert text == "medprep export <SOURCE> <OUT> --format nnunet --recipe <RECIPE> --key-file=<KEY_FILE> --folds 3"
+    # a path after a flag is still a path
+    flags_first = sanitized_command(["--include-age", "/data/Doe^Jane", "--no-qc", "/out", "--include-sex"])
+    assert flags_first == "medprep export --include-age <SOURCE> --no-qc <OUT> --include-sex"
+
+
+def test_the_command_sanitiser_knows_every_flag_of_the_cli():
+    from MedPrepLib.cli import build_parser
+    from MedPrepLib.export.runner import FLAG_OPTIONS
+
+    parser = build_parser()
+    sub = next(a for a in parser._actions if a.__class__.__name__ == "_SubParsersAction").choices["export"]
+    flags = {o for a in [*sub._actions, *parser._actions] if a.nargs == 0 for o in a.option_strings} - {"--version"}
+    assert flags <= FLAG_OPTIONS, flags - FLAG_OPTIONS
 
 
 def test_planted_names_in_paths_reach_no_output(tmp_path):

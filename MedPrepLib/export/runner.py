@@ -131,6 +131,13 @@ def _run_job(job: CaseJob) -> dict:
         return {"case": job.case_id, "status": "quarantined", "reason": _quarantine_reason(exc)}
 
 
+FLAG_OPTIONS = frozenset(
+    {"--overwrite", "--allow-reserved-id", "--no-qc", "--include-age", "--include-sex", "--verbose", "-v", "-h", "--help"}
+)
+"""The options of ``medprep export`` that take no value (``Testing/test_export_runner.py`` holds
+this to the CLI's parser): a word after one of them is a positional argument, a path."""
+
+
 def sanitized_command(argv: Sequence[str] | None) -> str | None:
     """The command as recorded in ``medprep.json``: path arguments replaced by what they are
     (``<SOURCE>``, ``<OUT>``, ``<RECIPE>``...), since paths often hold patient names, and
@@ -163,7 +170,7 @@ def sanitized_command(argv: Sequence[str] | None) -> str | None:
             words.append(arg)
             continue
         prev = args[n - 1] if n else ""
-        if prev.startswith("--") and "=" not in prev and prev not in ("--overwrite", "--allow-reserved-id", "--verbose", "--no-qc"):
+        if prev.startswith("-") and "=" not in prev and prev not in FLAG_OPTIONS:
             words.append(arg)  # an option's value
         else:
             words.append(next(positional, "<PATH>"))
