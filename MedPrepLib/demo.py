@@ -104,26 +104,22 @@ def write_demo_sources(out: Path, *, overwrite: bool = False, progress=None) -> 
         prog.update("writing the DICOM cohort", (n - 1) / len(cohort))
         shape = (study.slices, *PHANTOM_SHAPE[1:])
         phantom = chest_ct_phantom(shape, PHANTOM_SPACING, seed=study.seed)
-        patient_folder = out / "dicom" / study.patient.name.replace("^", "_")
-        for sub in ("scout", "dose"):
-            if study.extras:
-                make_folder(patient_folder / f"study{study.seed}" / sub)
-        folder = patient_folder / f"study{study.seed}" / "axial"
+        study_folder = out / "dicom" / study.patient.name.replace("^", "_") / f"study{study.seed}"
         seed = f"demo-study-{study.seed}"
-        write_ct_series(phantom, folder, study_seed=seed, patient=study.patient, tilt_deg=study.tilt_deg,
-                        overwrite=overwrite)  # fmt: skip
+        write_ct_series(phantom, study_folder / "axial", study_seed=seed, patient=study.patient,
+                        tilt_deg=study.tilt_deg, overwrite=overwrite)  # fmt: skip
         n_files += study.slices
         if study.extras:
-            write_localizer(phantom, patient_folder / f"study{study.seed}" / "scout" / "IM0001.dcm", study_seed=seed,
-                            patient=study.patient, overwrite=overwrite)  # fmt: skip
-            write_dose_report(patient_folder / f"study{study.seed}" / "dose" / "IM0001.dcm", study_seed=seed,
-                              patient=study.patient, overwrite=overwrite)  # fmt: skip
+            make_folder(study_folder / "scout")
+            make_folder(study_folder / "dose")
+            write_localizer(phantom, study_folder / "scout" / "IM0001.dcm", study_seed=seed, patient=study.patient,
+                            overwrite=overwrite)  # fmt: skip
+            write_dose_report(study_folder / "dose" / "IM0001.dcm", study_seed=seed, patient=study.patient,
+                              overwrite=overwrite)  # fmt: skip
             n_files += 2
         with library_warnings():  # the export reports the tilt; no need to say it twice
-            ct = load_path(folder)  # the grid MedPrep loads the series onto (the tilted one resampled)
-        from pydicom import dcmread
-
-        series_uid = str(dcmread(folder / "IM0001.dcm", stop_before_pixels=True).SeriesInstanceUID)
+            ct = load_path(study_folder / "axial")  # the grid MedPrep loads the series onto (the tilted one resampled)
+        series_uid = ct.metadata["series_instance_uid"]  # label files are named by it (source_reader)
         write_image(threshold_labels(ct), out / "labels" / f"{series_uid}.nii.gz", overwrite=overwrite)
         n_labels += 1
     write_json({"labels": {name: value for value, name in LABELS.items()}}, out / "label_map.json", overwrite=overwrite)
