@@ -59,7 +59,7 @@ from .formats import Format, dataset_format
 from .label_rules import LabelRules
 from .privacy import KeyRow, assign_case_ids, check_key_file_path, scrub, write_key_file
 from .splits import LABEL_PRESENCE, SplitCase, check_split_options, make_splits, test_count
-from .state import DATASET_RECORD, DATASET_RECORD_FORMAT, ExportState, file_sha256, plan_digest
+from .state import DATASET_RECORD, DATASET_RECORD_FORMAT, ExportState, file_sha256, plan_digest, read_dataset_record
 from .workers import WorkerPool, auto_workers
 
 log = logging.getLogger(__name__)
@@ -594,9 +594,7 @@ def _finish(report, layout, cases, records, part, plan, recipes, statistics, lab
 
 
 def _report_from_record(report: ExportReport, layout: Format) -> ExportReport:
-    from ..jsonfiles import read_json
-
-    record = read_json(layout.folder / DATASET_RECORD, what="dataset record", invalid=ExportError)
+    record = read_dataset_record(layout.folder)
     report.already_complete = True
     report.exported = [c["case"] for c in record.get("cases", [])]
     report.quarantined = {q["case"]: q["reason"] for q in record.get("quarantined", [])}

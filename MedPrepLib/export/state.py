@@ -69,15 +69,11 @@ class ExportState:
             return "missing", None
         if not self.folder.is_dir():
             return "foreign", None
-        record = self.folder / DATASET_RECORD
-        if record.is_file():
+        if (self.folder / DATASET_RECORD).is_file():
             try:
-                content = read_json(record, what="dataset record", invalid=ExportError)
-            except ExportError:
+                return "complete", read_dataset_record(self.folder).get("plan_digest")
+            except ExportError:  # unreadable, or another tool's medprep.json
                 return "foreign", None
-            if isinstance(content, dict) and content.get("format") == DATASET_RECORD_FORMAT:
-                return "complete", content.get("plan_digest")
-            return "foreign", None
         plan = self.root / "plan.json"
         if plan.is_file():
             try:
