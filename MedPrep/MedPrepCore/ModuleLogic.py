@@ -16,7 +16,7 @@ import os
 from MedPrepLib.errors import MedPrepError
 from MedPrepLib.progress import ProgressCallback
 
-from . import DicomImport, Processing, VolumeNodes
+from . import DatasetExport, DicomImport, DicomTree, Preview, Processing, Segmentations, VolumeNodes
 
 
 class ModuleLogic:
@@ -40,6 +40,10 @@ class ModuleLogic:
     def findDicomStacks(self, source: str | os.PathLike, progressCallback: ProgressCallback | None = None):
         """The image stacks (and skipped files, with reasons) of a DICOM folder or Slicer database."""
         return DicomImport.findStacks(source, progressCallback)
+
+    dicomDatabaseTree = staticmethod(DicomTree.dicomDatabaseTree)
+    """Patients -> studies -> series rows (modality, description, slices, MedPrep's verdict) of a
+    Slicer DICOM database or DICOM folder: :func:`MedPrepCore.DicomTree.dicomDatabaseTree`."""
 
     def loadDicom(
         self,
@@ -68,3 +72,15 @@ class ModuleLogic:
     exportVolume = staticmethod(Processing.exportVolumeNodeToFolder)
     """Write a volume node into a folder, named after the node; returns the path: the function
     :func:`MedPrepCore.Processing.exportVolumeNodeToFolder` itself."""
+
+    preview = staticmethod(Preview.previewVolumeNode)
+    """Run a volume (and its label map or segmentation) through a recipe into preview nodes that a
+    new preview of the same volume replaces: :func:`MedPrepCore.Preview.previewVolumeNode`."""
+
+    labelFromSegmentation = staticmethod(Segmentations.labelFromSegmentation)
+    """A segmentation node as a label map node on a volume's grid, through Slicer's segmentation
+    logic and the dataset's label table: :func:`MedPrepCore.Segmentations.labelFromSegmentation`."""
+
+    exportDataset = staticmethod(DatasetExport.exportDataset)
+    """A dataset (nnU-Net, MSD, NIfTI, NPZ) from a DICOM database or folder, or from scene nodes,
+    byte for byte as ``medprep export`` makes it: :func:`MedPrepCore.DatasetExport.exportDataset`."""

@@ -14,6 +14,13 @@ Modules:
 * :mod:`MedPrepCore.Processing` — what the module's logic does with a volume node: run it
   through MedPrep steps into a new node, or export it to an image file;
 * :mod:`MedPrepCore.DicomImport` — a DICOM folder or Slicer DICOM database into a volume node;
+* :mod:`MedPrepCore.DicomTree` — the DICOM browser's patients -> studies -> series rows, each
+  series with MedPrep's verdict (loadable, or skipped and why);
+* :mod:`MedPrepCore.Segmentations` — a segmentation node -> label map on a volume's grid,
+  through Slicer's own segmentation logic and the dataset's label table;
+* :mod:`MedPrepCore.Preview` — a recipe run on a volume (and its label) into preview nodes;
+* :mod:`MedPrepCore.DatasetExport` — MedPrepLib's dataset export over a DICOM database or
+  scene nodes (``logic.exportDataset``), the same dataset as ``medprep export``;
 * :mod:`MedPrepCore.SampleVolumes` — small synthetic volumes with an oblique, anisotropic grid
   for the self-test and the batch smoke test.
 
