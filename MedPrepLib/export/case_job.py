@@ -90,7 +90,7 @@ def prepare_case(source: SourceCase, labels: LabelRules | None) -> tuple[list[Vo
         if isinstance(source.label, Volume):
             raw = source.label
         elif getattr(source.label, "needs_image", False):  # a segmentation object: made on the image's grid
-            raw = source.label(channels[0])
+            raw = source.label(channels[0], grid_policy=labels.grid_policy if labels is not None else "reject")
         else:
             raw = source.label()
         if labels is None:

@@ -8,7 +8,10 @@ tab-separated) or a JSON file (``.json``) holding a list of objects with the sam
     MHA...). Several channels as several columns ``image.T1``, ``image.FLAIR``, named after the
     part after the dot, in column order; ``image`` and ``image.<channel>`` do not mix.
 ``label`` (optional)
-    The label file; an empty cell is an unlabelled case (it goes to the test part).
+    The label file; an empty cell is an unlabelled case (it goes to the test part). A file
+    ending in ``.seg.nrrd`` is a Slicer segmentation, valued through the dataset's label table by
+    its segment names, as in an image folder (:mod:`.image_folder`, :mod:`.object_labels`); a
+    table whose labels mix segmentations and label images is refused.
 ``patient`` (optional)
     Any text that is the same for all rows of one patient (it keeps them in one split and fold
     and is never written, except to the ``--key-file``). Without the column each row is its own
@@ -61,12 +64,14 @@ NO_PATIENT_WARNING = (
 )
 
 
-def read_cohort(path: str | os.PathLike, *, channel_name: str | None = None) -> SourceCases:
+def read_cohort(path: str | os.PathLike, *, channel_name: str | None = None, segment_table=None) -> SourceCases:
     """The cases of a cohort table (CSV or JSON; see the module docstring).
 
-    ``channel_name`` names the channel of a table with a single ``image`` column. Nothing is
-    loaded: images and labels are picklable loaders; only the header of one DICOM file per row
-    is read (its modality).
+    ``channel_name`` names the channel of a table with a single ``image`` column;
+    ``segment_table`` is the ``--label-map`` for ``.seg.nrrd`` labels (see
+    :func:`~.object_labels.with_segmentation_files`). Nothing is loaded: images and labels are
+    picklable loaders; only the header of one DICOM file per row is read (its modality), and the
+    segment names of ``.seg.nrrd`` labels.
     """
     path = Path(path)
     header, rows = read_table(path)
@@ -78,12 +83,16 @@ def read_cohort(path: str | os.PathLike, *, channel_name: str | None = None) -> 
         out.warnings.append(NO_PATIENT_WARNING)
     seen: dict[str, tuple[int, str]] = {}
     found = []
+    label_files: dict[tuple, tuple[str, str]] = {}  # case key -> (label path, row)
     for number, row in rows:
         case = _row_case(number, row, channels, other, folder, seen, path)
         if isinstance(case, Exclusion):
             out.excluded.append(case)
         else:
-            found.append(case)
+            case_fields, images, label, modality = case
+            found.append((case_fields, images, modality))
+            if label is not None:
+                label_files[case_fields["key"]] = (label, f"row {number}")
     names = list(channels)
     if list(channels.values()) == [IMAGE]:
         names, warning = _single_channel_name(channel_name, [c[2] for c in found])
@@ -98,7 +107,9 @@ def read_cohort(path: str | os.PathLike, *, channel_name: str | None = None) -> 
         loaders = {name: input_loader(p, f"channel {name}") for name, p in zip(names, images)}
         modality = modality or modality_of_channel(names[0])
         out.cases.append(SourceCase(images=loaders, modality=modality, **case_fields))
-    return out
+    from .object_labels import with_segmentation_files
+
+    return with_segmentation_files(out, label_files, segment_table, what="labels of the 'label' column")
 
 
 def read_table(path: Path) -> tuple[list[str], list[tuple[int, dict[str, str]]]]:
@@ -222,7 +233,7 @@ def _row_case(
     seen: dict[str, tuple[int, str]],
     table: Path,
 ):
-    """``(SourceCase fields, image paths, DICOM modality)`` of one row, or its Exclusion."""
+    """``(SourceCase fields, image paths, label path or None, DICOM modality)`` of one row, or its Exclusion."""
     where = f"row {number}"
     written = {}
     for column in [*channels.values(), "label"]:
@@ -279,7 +290,7 @@ def _row_case(
             {"channels": list(channels), "split": split, "patient": patient, "columns": columns},
         ),
     }
-    return case_fields, images, _dicom_modality(images[0])
+    return case_fields, images, full.get("label"), _dicom_modality(images[0])
 
 
 def _dicom_modality(path: str, tries: int = 8) -> str:

@@ -2,8 +2,9 @@
 
 **Images.** The image files directly in the folder (not in subfolders; hidden files skipped),
 recognised by their ending (:func:`MedPrepLib.imageio.is_image_file`; the ``.img`` data half of
-an Analyze pair is not an image of its own, its ``.hdr`` is). A file's *stem* is its name
-without the format ending (``ct_017.nii.gz`` -> ``ct_017``).
+an Analyze pair is not an image of its own, its ``.hdr`` is). A Slicer segmentation file
+(ending in ``.seg.nrrd``) is never an image. A file's *stem* is its name without the format
+ending (``ct_017.nii.gz`` -> ``ct_017``; ``ct_017.seg.nrrd`` -> ``ct_017``).
 
 **Channels.** With one channel (the default) every image file is a case; when *every* stem ends
 in nnU-Net's channel suffix ``_0000`` the suffix is not part of the case name. With several
@@ -14,12 +15,27 @@ suffix, is left out with its reason.
 **Labels**, matched by case name, exactly one rule per call:
 
 1. ``labels=DIR``: the label of case ``<case>`` is the image file ``DIR/<case><any ending>``
-   (``labels/ct_017.nrrd`` for ``images/ct_017.nii.gz``, or ``ct_017_0000.nii.gz``).
+   (``labels/ct_017.nrrd`` for ``images/ct_017.nii.gz``, or ``ct_017_0000.nii.gz``), or the
+   segmentation ``DIR/<case>.seg.nrrd``. A ``.seg.nrrd`` in the image folder itself is then left
+   out with its reason.
 2. Without ``labels``: the file ``<case>_seg<ending>`` or ``<case>_label<ending>`` beside the
-   image (``ct_017_seg.nii.gz``); such files are labels, never images.
+   image (``ct_017_seg.nii.gz``); such files are labels, never images. A segmentation beside
+   the image is ``<case>.seg.nrrd``, ``<case>_seg.seg.nrrd`` or ``<case>_label.seg.nrrd``.
 3. An nnU-Net raw dataset (the folder holds ``imagesTr/``): images in ``imagesTr/`` and
    ``imagesTs/``, their labels in ``labelsTr/`` and ``labelsTs/`` by rule 1, channel names from
    its ``dataset.json`` (``channel_names``) unless ``channels`` is given.
+
+**Segmentations.** A label file ending in ``.seg.nrrd`` is read as a Slicer segmentation
+(named segments, overlapping ones in layers; :mod:`MedPrepLib.segmentation.seg_nrrd`): when the
+case is exported its segments are placed on exactly the case's image grid (the same grid, or a
+sub-box of it as Slicer crops on saving; another grid under ``--label-grid resample`` only) and
+valued through the dataset's one label table — the ``--label-map`` (a segment label map:
+names, ``match`` patterns, ``overlap``), or without one every segment name found across the
+folder's segmentation files, alphabetically ignoring case, values 1, 2 ... — by their names,
+never their order or label values in the file (:mod:`.object_labels`). A folder whose labels mix
+segmentations and label images is refused (:class:`~MedPrepLib.errors.ExportError`): a label
+image's values are voxel values, a segmentation's come from names, and nothing says they agree.
+A segmentation file is part of its case's fingerprint, so a re-run notices an edited one.
 
 An image without a label is an unlabelled case (it goes to the test part; one warning counts
 them). A label that matches no image, two labels for one case (``_seg`` and ``_label``, or two
@@ -45,6 +61,7 @@ from pathlib import Path
 from ..errors import ExportError
 from ..imageio import image_suffix, is_image_file
 from ..jsonfiles import read_json
+from ..segmentation.objects import SEG_NRRD_SUFFIX, is_seg_nrrd
 from .cases import Exclusion, SourceCase, SourceCases, check_channel_names
 from .inputs import fingerprint, input_loader, modality_of_channel, unnamed_channel_warning
 
@@ -67,17 +84,23 @@ def read_image_folder(
     *,
     labels: str | os.PathLike | None = None,
     channels: Sequence[str] | None = None,
+    segment_table=None,
 ) -> SourceCases:
     """The cases of a folder of image files, labels matched by the rule of the module docstring.
 
     ``labels``: the folder of label files (rule 1); ``channels``: the channel names in suffix
-    order. Nothing is loaded: images and labels are picklable loaders.
+    order; ``segment_table``: the ``--label-map`` as a
+    :class:`~MedPrepLib.segmentation.label_table.SegmentLabelTable`, for ``.seg.nrrd`` labels
+    (without one the segment names found make the table, set as the result's ``label_table``).
+    Nothing is loaded: images and labels are picklable loaders (only segment names are read from
+    segmentation headers).
     """
     given = os.fspath(folder)
     root = Path(given)
     if not root.is_dir():
         raise ExportError("the image folder does not exist or is not a folder", detail=given)
     out = SourceCases(warnings=[NO_PATIENT_WARNING])
+    label_files: dict[tuple, tuple[str, str]] = {}  # case key -> (label path, its neutral name)
     if (root / "imagesTr").is_dir():
         if labels is not None:
             raise ExportError(
@@ -87,7 +110,9 @@ def read_image_folder(
         channels = _channels(channels if channels is not None else _nnunet_channels(root), out)
         parts = [(images, root / lab) for images, lab in NNUNET_FOLDERS if (root / images).is_dir()]
         for images, label_dir in parts:
-            _add_cases(out, root, images, label_dir if label_dir.is_dir() else None, channels, beside=False)
+            _add_cases(
+                out, label_files, root, images, label_dir if label_dir.is_dir() else None, channels, beside=False
+            )
     else:
         if labels is not None and not Path(labels).is_dir():
             raise ExportError("the labels folder does not exist or is not a folder", detail=os.fspath(labels))
@@ -97,11 +122,15 @@ def read_image_folder(
                 hint="labels beside their images are named <case>_seg or <case>_label; leave out the labels folder",
             )
         channels = _channels(channels, out)
-        _add_cases(out, root, "", Path(labels) if labels is not None else None, channels, beside=labels is None)
+        _add_cases(out, label_files, root, "", Path(labels) if labels is not None else None, channels,
+                   beside=labels is None)  # fmt: skip
     if not out.cases and not out.excluded:
         raise ExportError(
             "the image folder holds no image files", hint="images end in .nii.gz, .nii, .nrrd, .mha, ...", detail=given
         )
+    from .object_labels import with_segmentation_files
+
+    out = with_segmentation_files(out, label_files, segment_table)
     unlabelled = sum(1 for c in out.cases if c.label is None)
     if unlabelled:
         out.warnings.append(f"{unlabelled} of {len(out.cases)} cases have no label (they go to the test part)")
@@ -127,7 +156,7 @@ def _nnunet_channels(root: Path) -> list[str] | None:
 
 
 def _image_files(folder: Path) -> list[str]:
-    """The image file names directly in ``folder``, sorted (the numbering of messages)."""
+    """The image and segmentation file names directly in ``folder``, sorted (the numbering of messages)."""
     if not folder.is_dir():
         return []
     names = (e.name for e in os.scandir(folder) if e.is_file() and not e.name.startswith("."))
@@ -135,21 +164,40 @@ def _image_files(folder: Path) -> list[str]:
 
 
 def _stem(name: str) -> str:
-    return name[: -len(image_suffix(name))]
+    """The name without its format ending; ``x.seg.nrrd`` -> ``x``."""
+    return name[: -len(SEG_NRRD_SUFFIX)] if is_seg_nrrd(name) else name[: -len(image_suffix(name))]
 
 
 def _add_cases(
-    out: SourceCases, root: Path, sub: str, label_dir: Path | None, channels: list[str], *, beside: bool
+    out: SourceCases,
+    label_files: dict[tuple, tuple[str, str]],
+    root: Path,
+    sub: str,
+    label_dir: Path | None,
+    channels: list[str],
+    *,
+    beside: bool,
 ) -> None:
-    """Cases of the images in ``root/sub``, labels from ``label_dir`` (rule 1) or ``beside`` (rule 2)."""
+    """Cases of the images in ``root/sub``, labels from ``label_dir`` (rule 1) or ``beside``
+    (rule 2); every labelled case's (label path, neutral name) into ``label_files``."""
     where = f"{sub} " if sub else ""
     names = _image_files(root / sub)
     label_names: list[str] = []
     if beside:
-        label_names = [n for n in names if _stem(n).endswith(LABEL_SUFFIXES)]
+        label_names = [n for n in names if is_seg_nrrd(n) or _stem(n).endswith(LABEL_SUFFIXES)]
         names = [n for n in names if n not in label_names]
-    elif label_dir is not None:
-        label_names = _image_files(label_dir)
+    else:
+        segmentations = [n for n in names if is_seg_nrrd(n)]
+        names = [n for n in names if not is_seg_nrrd(n)]
+        for number, _ in enumerate(segmentations, 1):
+            out.excluded.append(
+                Exclusion(
+                    f"{where}segmentation file {number}",
+                    "a segmentation (.seg.nrrd) is a label, never an image; with a labels folder, labels are taken from there",
+                )
+            )
+        if label_dir is not None:
+            label_names = _image_files(label_dir)
     groups = _group_channels(names, len(channels), where, out)
     labels_of = defaultdict(list)  # case name -> label file numbers
     for number, name in enumerate(label_names, 1):
@@ -171,6 +219,8 @@ def _add_cases(
         images = [str(root / sub / name) for _, name in files]
         label = str(label_folder / label_names[found[0] - 1]) if found else None
         rel = tuple(f"{sub}/{name}" if sub else name for _, name in files)
+        if label:
+            label_files[rel] = (label, f"{where}label file {found[0]}")
         out.cases.append(
             SourceCase(
                 key=rel,

@@ -1,11 +1,18 @@
-"""Labels of DICOM cases from the SEG and RTSTRUCT objects beside their series (``--labels-from``).
+"""Labels from segmentation objects: the SEG and RTSTRUCT objects beside DICOM series
+(``--labels-from``), and Slicer ``.seg.nrrd`` files as the labels of image folders and cohort tables.
 
-Which object labels a case: the objects that :func:`~MedPrepLib.dicom.label_sources.find_label_sources`
+Which object labels a DICOM case: the objects that :func:`~MedPrepLib.dicom.label_sources.find_label_sources`
 pairs with the case's first-channel stack, of the kind asked for — ``seg``, ``rtstruct``, or
 ``auto`` (a SEG when there is one, else an RTSTRUCT). Several objects of that kind for one stack
 are refused for the case (which one is meant is not for MedPrep to guess): the case is left
 unlabelled with a warning. An object whose referenced series is absent, or drawn in another
-frame of reference, is reported.
+frame of reference, is reported (:func:`with_object_labels`).
+
+Which file labels a case of an image folder or a cohort table: the source's own rule (file
+names, the ``label`` column); :func:`with_segmentation_files` makes every such label that is a
+``.seg.nrrd`` a segmentation. A source whose labels mix ``.seg.nrrd`` files and label images is
+refused: a label image's values are voxel values, a segmentation's are decided by segment names
+through the table, and nothing says that label image value 2 is the segmentations' "tumour".
 
 The label of a case is made when the case is exported (:class:`ObjectLabel`, a picklable loader
 that takes the case's loaded image): the object's structures are placed on exactly that grid and
@@ -19,6 +26,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 from collections import defaultdict
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from ..volume import Volume
@@ -39,11 +47,14 @@ class ObjectLabel:
     frame_of_reference_uid: str = ""
     needs_image = True
 
-    def __call__(self, image: Volume) -> Volume:
+    def __call__(self, image: Volume, grid_policy: str = "reject") -> Volume:
+        """The label on ``image``'s grid (LPS, (z, y, x)); ``grid_policy`` ("reject" or
+        "resample", the export's ``--label-grid``) is for a ``.seg.nrrd`` on another grid."""
         from ..segmentation.label_table import segmentation_to_label
         from ..segmentation.objects import read_on_image
 
-        seg = read_on_image(self.path, image, frame_of_reference_uid=self.frame_of_reference_uid or None)
+        seg = read_on_image(self.path, image, frame_of_reference_uid=self.frame_of_reference_uid or None,
+                            grid_policy=grid_policy)  # fmt: skip
         label, report = segmentation_to_label(seg, self.table)
         for warning in dict.fromkeys([*seg.warnings, *(w for s in seg.segments for w in s.warnings), *report.warnings]):
             log.warning("%s", warning)  # the export keeps a case's log warnings in its record
@@ -110,6 +121,58 @@ def with_object_labels(found: SourceCases, label_sources, labels_from: str, tabl
     if unlabelled:
         warnings.append(f"{unlabelled} of {len(cases)} cases have no {labels_from} label object (they go to the test part)")
     return SourceCases(cases=cases, excluded=excluded, warnings=warnings, label_table=table)
+
+
+def with_segmentation_files(found: SourceCases, label_files: Mapping[tuple, tuple[str, str]], table=None, *,
+                            what: str = "label files") -> SourceCases:  # fmt: skip
+    """``found`` with the label of every case whose label file is a ``.seg.nrrd`` made a
+    segmentation (:class:`ObjectLabel`), and the dataset's label table (see the module doc).
+
+    ``label_files``: case key -> (the path of its label file, its neutral name: "label file 2",
+    "row 7"), for every labelled case;
+    ``table``: the ``--label-map``'s SegmentLabelTable, or ``None`` to make one from the segment
+    names of those files (alphabetical; a file whose names cannot be read leaves its case out with
+    the reason). ``what`` names the labels in the mixing error ("label files", "the 'label'
+    column"). Without any ``.seg.nrrd`` label, ``found`` is returned as it is."""
+    from ..errors import ExportError, MedPrepError
+    from ..segmentation.label_table import SegmentLabelTable
+    from ..segmentation.objects import is_seg_nrrd, segment_names
+    from .inputs import _scrub
+
+    segmentations = {key: path for key, (path, _) in label_files.items() if is_seg_nrrd(path)}
+    if not segmentations:
+        return found
+    images = len(label_files) - len(segmentations)
+    if images:
+        raise ExportError(
+            f"the {what} mix {len(segmentations)} Slicer segmentations (.seg.nrrd) and {images} label images: "
+            "a label image's values are voxel values, a segmentation's come from its segment names, so one value "
+            "would mean different structures",
+            hint="give every case a .seg.nrrd, or every case a label image (in Slicer: export the segmentation "
+            "to a labelmap with the label map's values)",
+        )
+    excluded = list(found.excluded)
+    if table is None:
+        names, unreadable = [], set()
+        for case in found.cases:
+            path = segmentations.get(case.key)
+            if path is None:
+                continue
+            try:
+                names += segment_names(path)
+            except MedPrepError as exc:  # the message says what; the path stays in exc.path
+                unreadable.add(case.key)
+                reason = f"not a readable Slicer segmentation: {_scrub(exc.message, path)}"
+                excluded.append(Exclusion(label_files[case.key][1], reason))
+        segmentations = {k: v for k, v in segmentations.items() if k not in unreadable}
+        table = SegmentLabelTable.from_names(names)
+    cases = []
+    for case in found.cases:
+        if case.key in segmentations:
+            cases.append(dataclasses.replace(case, label=ObjectLabel(segmentations[case.key], table)))
+        elif case.key not in label_files:
+            cases.append(case)
+    return SourceCases(cases=cases, excluded=excluded, warnings=list(found.warnings), label_table=table)
 
 
 def _fingerprint(fingerprint: str, path: str) -> str:

@@ -6,7 +6,8 @@ The rule (:func:`source_kind`), in order:
 1. a file ending in ``.csv``, ``.tsv`` or ``.json`` is a **cohort table** (:mod:`.cohort`);
 2. a Slicer DICOM database folder (``ctkDICOM.sql`` in it) or that file is **DICOM** (:mod:`.dicom_source`);
 3. a folder with image files (NIfTI, NRRD, MetaImage...) directly in it, or an nnU-Net raw
-   dataset (``imagesTr/``), is an **image folder** (:mod:`.image_folder`);
+   dataset (``imagesTr/``), is an **image folder** (:mod:`.image_folder`); a Slicer
+   segmentation (``.seg.nrrd``) is not an image file;
 4. any other folder, or a DICOM file, is **DICOM**.
 
 Labels of a DICOM source come from ``labels_dir``: the label of a case is the image file whose
@@ -26,6 +27,7 @@ from ..dicom.slicerdb import is_slicer_database
 from ..errors import ExportError, InputError
 from ..imageio import image_suffix, is_image_file
 from ..progress import as_progress
+from ..segmentation.objects import is_seg_nrrd
 from .cases import SourceCases
 from .inputs import input_loader
 
@@ -47,7 +49,8 @@ def source_kind(path: str | os.PathLike) -> str:
             return "image_folder"
         try:
             with os.scandir(p) as entries:
-                if any(e.is_file() and not e.name.startswith(".") and is_image_file(e.name) for e in entries):
+                if any(e.is_file() and not e.name.startswith(".") and is_image_file(e.name) and not is_seg_nrrd(e.name)
+                       for e in entries):  # fmt: skip
                     return "image_folder"
         except OSError as exc:
             raise InputError(f"cannot read the source folder: {exc.strerror}", detail=os.fspath(path)) from None
@@ -119,12 +122,12 @@ def read_source(
 
         if labels_dir is not None:
             raise ExportError("a cohort table names its labels in its 'label' column; --labels does not apply")
-        return read_cohort(source, channel_name=channel_name)
+        return read_cohort(source, channel_name=channel_name, segment_table=segment_table)
     if kind == "image_folder":
         from .image_folder import read_image_folder
 
         names = list(channels) if channels is not None else ([channel_name] if channel_name else None)
-        return read_image_folder(source, labels=labels_dir, channels=names)
+        return read_image_folder(source, labels=labels_dir, channels=names, segment_table=segment_table)
     from .dicom_source import dicom_cases
 
     if channels is not None and not isinstance(channels, dict):

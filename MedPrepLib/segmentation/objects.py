@@ -21,6 +21,13 @@ from .segments import Segmentation
 SEG_SOP_CLASSES = ("1.2.840.10008.5.1.4.1.1.66.4", "1.2.840.10008.5.1.4.1.1.66.7")
 RTSTRUCT_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.481.3"
 KINDS = ("SEG", "RTSTRUCT", "seg.nrrd")
+SEG_NRRD_SUFFIX = ".seg.nrrd"
+"""The ending of a Slicer segmentation file (any case)."""
+
+
+def is_seg_nrrd(name: str | os.PathLike) -> bool:
+    """Whether a file name ends in ``.seg.nrrd`` (any case): a Slicer segmentation, never an image."""
+    return os.fspath(name).lower().endswith(SEG_NRRD_SUFFIX)
 
 
 def _header(path: str):
@@ -41,7 +48,7 @@ def _header(path: str):
 def segmentation_kind(path: str | os.PathLike) -> str:
     """``"SEG"``, ``"RTSTRUCT"`` or ``"seg.nrrd"`` (see the module doc); a typed error otherwise."""
     path = os.fspath(path)
-    if path.lower().endswith(".seg.nrrd"):
+    if is_seg_nrrd(path):
         if not os.path.isfile(path):
             raise InputError("the segmentation object does not exist", detail=path)
         return "seg.nrrd"
@@ -104,7 +111,14 @@ def segment_names(path: str | os.PathLike) -> list[str]:
     if kind == "seg.nrrd":
         from .seg_nrrd import _slicerio
 
-        data = _slicerio().read_segmentation(os.fspath(path), skip_voxels=True)
+        slicerio = _slicerio()
+        import nrrd  # pynrrd, a dependency of slicerio
+
+        try:
+            data = slicerio.read_segmentation(os.fspath(path), skip_voxels=True)
+        except (OSError, ValueError, KeyError, UnicodeDecodeError, nrrd.NRRDError) as exc:
+            raise InputError(f"cannot read the segmentation's header ({exc})", path=os.fspath(path),
+                             hint="save the segmentation from Slicer (.seg.nrrd)") from None  # fmt: skip
         return [str(s.get("name", "")) for s in data.get("segments") or []]
     ds = _header(os.fspath(path))
     if kind == "SEG":
