@@ -1,8 +1,9 @@
 """Reading Slicer's DICOM database (ctkDICOM.sql) without Slicer.
 
-The fixture databases are built here from CTK's documented schema (tables, columns and the
-SchemaInfo version of ``Libs/DICOM/Core/Resources/dicom-schema.sql``: 0.7.0, and 0.8.1 where
-``Images`` gained a ``URL`` column), pointing at synthetic DICOM files written with pydicom.
+The fixture databases are built here from CTK's documented schema (``Testing/slicer_database.py``:
+the tables, columns and SchemaInfo version of ``Libs/DICOM/Core/Resources/dicom-schema.sql``,
+0.7.0, and 0.8.1 where ``Images`` gained a ``URL`` column), pointing at synthetic DICOM files
+written with pydicom.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from pathlib import Path
 
 import pydicom
 import pytest
+import slicer_database
 from test_dicom_scan_fixtures import write_ct_series
 
 from MedPrepLib.cli import main
@@ -24,49 +26,8 @@ pytestmark = pytest.mark.pydicom_dependent
 
 PATIENT_NAME = "Fixture^Patient"  # a made-up name, to prove it never leaks into results
 
-_TABLES_070 = """
-CREATE TABLE SchemaInfo (Version VARCHAR(1024) NOT NULL);
-CREATE TABLE Images (
-  SOPInstanceUID VARCHAR(64) NOT NULL, Filename VARCHAR(1024) NOT NULL, SeriesInstanceUID VARCHAR(64) NOT NULL,
-  InsertTimestamp VARCHAR(20) NOT NULL, DisplayedFieldsUpdatedTimestamp DATETIME NULL, PRIMARY KEY (SOPInstanceUID));
-CREATE TABLE Patients (
-  UID INTEGER PRIMARY KEY AUTOINCREMENT, PatientsName VARCHAR(255) NULL, PatientID VARCHAR(255) NULL,
-  PatientsBirthDate DATE NULL, PatientsBirthTime TIME NULL, PatientsSex VARCHAR(1) NULL, PatientsAge VARCHAR(10) NULL,
-  PatientsComments VARCHAR(255) NULL, InsertTimestamp VARCHAR(20) NOT NULL, DisplayedPatientsName VARCHAR(255) NULL,
-  DisplayedNumberOfStudies INT NULL, DisplayedLastStudyDate DATE NULL, DisplayedFieldsUpdatedTimestamp DATETIME NULL);
-CREATE TABLE Studies (
-  StudyInstanceUID VARCHAR(64) NOT NULL, PatientsUID INT NOT NULL, StudyID VARCHAR(255) NULL, StudyDate DATE NULL,
-  StudyTime VARCHAR(20) NULL, StudyDescription VARCHAR(255) NULL, AccessionNumber VARCHAR(255) NULL,
-  ModalitiesInStudy VARCHAR(255) NULL, InstitutionName VARCHAR(255) NULL, ReferringPhysician VARCHAR(255) NULL,
-  PerformingPhysiciansName VARCHAR(255) NULL, InsertTimestamp VARCHAR(20) NOT NULL,
-  DisplayedNumberOfSeries INT NULL, DisplayedFieldsUpdatedTimestamp DATETIME NULL, PRIMARY KEY (StudyInstanceUID));
-CREATE TABLE Series (
-  SeriesInstanceUID VARCHAR(64) NOT NULL, StudyInstanceUID VARCHAR(64) NOT NULL, SeriesNumber INT NULL,
-  SeriesDate DATE NULL, SeriesTime VARCHAR(20) NULL, SeriesDescription VARCHAR(255) NULL, Modality VARCHAR(20) NULL,
-  BodyPartExamined VARCHAR(255) NULL, FrameOfReferenceUID VARCHAR(64) NULL, AcquisitionNumber INT NULL,
-  ContrastAgent VARCHAR(255) NULL, ScanningSequence VARCHAR(45) NULL, EchoNumber INT NULL, TemporalPosition INT NULL,
-  InsertTimestamp VARCHAR(20) NOT NULL, DisplayedCount INT NULL, DisplayedSize VARCHAR(20) NULL,
-  DisplayedNumberOfFrames INT NULL, DisplayedFieldsUpdatedTimestamp DATETIME NULL, PRIMARY KEY (SeriesInstanceUID));
-CREATE UNIQUE INDEX ImagesFilenameIndex ON Images (Filename);
-CREATE INDEX ImagesSeriesIndex ON Images (SeriesInstanceUID);
-CREATE TABLE Directories (Dirname VARCHAR(1024), PRIMARY KEY (Dirname));
-"""
-
-# 0.8.x: Images holds a Filename, a URL, or both.
-_IMAGES_081 = """
-CREATE TABLE Images (
-  SOPInstanceUID VARCHAR(64) NOT NULL, Filename VARCHAR(1024) NULL, URL VARCHAR(2048) NULL,
-  SeriesInstanceUID VARCHAR(64) NOT NULL, InsertTimestamp VARCHAR(20) NOT NULL,
-  DisplayedFieldsUpdatedTimestamp DATETIME NULL, PRIMARY KEY (SOPInstanceUID));
-"""
-
-
 def _schema(version: str) -> str:
-    if version == "0.7.0":
-        return _TABLES_070
-    start = _TABLES_070.index("CREATE TABLE Images")
-    end = _TABLES_070.index("CREATE TABLE Patients")
-    return _TABLES_070[:start] + _IMAGES_081 + _TABLES_070[end:]
+    return slicer_database.schema(version)
 
 
 def build_database(folder: Path, version: str, *, absolute: bool, n_series: int = 2) -> dict:

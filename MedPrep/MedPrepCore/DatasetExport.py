@@ -48,6 +48,8 @@ from . import Segmentations, VolumeNodes
 EXPORT_OPTIONS = (
     ("fmt", "--format", "nnunet"),
     ("recipe", "--recipe", None),
+    ("labelsDir", "--labels", None),
+    ("labelsFrom", "--labels-from", None),
     ("labelMap", "--label-map", None),
     ("datasetId", "--dataset-id", None),
     ("datasetName", "--dataset-name", None),
@@ -226,6 +228,8 @@ def exportDataset(
     fmt: str = "nnunet",
     recipe=None,
     labelMap=None,
+    labelsDir: str | os.PathLike | None = None,
+    labelsFrom: str | None = None,
     datasetId: int | None = None,
     datasetName: str | None = None,
     folds: int = 5,
@@ -242,8 +246,8 @@ def exportDataset(
     """Export a dataset into ``out`` from ``source`` (+ ``seriesUids``) or from ``volumePairs``.
 
     The options are ``medprep export``'s (``fmt`` = ``--format``, ``labelMap`` = ``--label-map``
-    (a file, or a label map dict), ``datasetId``/``datasetName`` (for nnU-Net ``out`` is
-    ``$nnUNet_raw``), ``folds``, ``testFraction``, ``seed``, ``keyFile``, ``overwrite``,
+    (a file, or a label map dict), ``labelsDir`` = ``--labels``, ``labelsFrom`` = ``--labels-from``,
+    ``datasetId``/``datasetName`` (for nnU-Net ``out`` is ``$nnUNet_raw``), ``folds``, ``testFraction``, ``seed``, ``keyFile``, ``overwrite``,
     ``workers``, ``qc``, ``channelName``); ``recipe`` a Recipe, dict or recipe file (default:
     the export's per-modality default). Returns the :class:`MedPrepLib.export.runner.ExportReport`
     (``dataset_folder``, ``exported``, ``quarantined`` {case: reason}, ``report``, ``exit_code``).
@@ -254,12 +258,21 @@ def exportDataset(
     >>> # report = logic.exportDataset("/data/nnUNet_raw", volumePairs=[(getNode("CT"), getNode("Segmentation"))])
     >>> # print(report.dataset_folder, len(report.exported), report.quarantined)
     """
-    from MedPrepLib.export import export_dataset
+    from MedPrepLib.export.runner import export_dataset as runExport
+
+    def export_dataset(*args, **kwargs):
+        report = runExport(*args, **kwargs)
+        if progressCallback is not None:
+            progressCallback("Export finished", 1.0)  # the dialog closes on a full bar
+        return report
 
     if (source is None) == (volumePairs is None):
         raise InputError("export from a DICOM source or from scene volumes: give exactly one of source, volumePairs")
-    options = dict(fmt=fmt, recipe=recipe, labelMap=labelMap, datasetId=datasetId, datasetName=datasetName, folds=folds,
-                   testFraction=testFraction, seed=seed, keyFile=keyFile, channelName=channelName, qc=qc,
+    if volumePairs is not None and (labelsDir or labelsFrom or seriesUids):
+        raise InputError("labelsDir, labelsFrom and seriesUids choose labels and series of a DICOM source",
+                         hint="scene volumes take their labels from their pairs")  # fmt: skip
+    options = dict(fmt=fmt, recipe=recipe, labelMap=labelMap, labelsDir=labelsDir, labelsFrom=labelsFrom,
+                   datasetId=datasetId, datasetName=datasetName, folds=folds, testFraction=testFraction, seed=seed, keyFile=keyFile, channelName=channelName, qc=qc,
                    overwrite=overwrite)  # fmt: skip
     common = dict(fmt=fmt, recipe=recipe, label_map=labelMap, dataset_id=datasetId, dataset_name=datasetName,
                   folds=folds, test_fraction=testFraction, seed=seed, key_file=keyFile, overwrite=overwrite,
@@ -268,12 +281,15 @@ def exportDataset(
         if not os.path.exists(os.fspath(source)):
             raise InputError("the export source does not exist", path=os.fspath(source), hint="choose an existing folder")
         sourceOptions = {"channel_name": channelName}
+        if labelsFrom:
+            sourceOptions["labels_from"] = labelsFrom
         if seriesUids:
             from MedPrepLib.export.stack_selection import StackSelection
 
             sourceOptions["selection"] = StackSelection(series_uids=tuple(str(u) for u in seriesUids))
         command = exportCommand(source, out, seriesUids=list(seriesUids or []) or None, **options)
-        return export_dataset(source, out, workers=workers, source_options=sourceOptions, command=command, **common)
+        return export_dataset(source, out, workers=workers, labels_dir=labelsDir, source_options=sourceOptions,
+                              command=command, **common)  # fmt: skip
     pairs = _checkPairs(volumePairs)
     with tempfile.TemporaryDirectory(prefix="medprep-scene-") as folder:
         cohort = _cohortOfFiles(pairs, folder)

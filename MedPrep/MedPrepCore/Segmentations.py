@@ -73,6 +73,19 @@ def _check(segmentationNode, referenceVolume) -> None:
         )
 
 
+def _nodeIds(scene) -> set[str]:
+    return {scene.GetNthNode(i).GetID() for i in range(scene.GetNumberOfNodes())}
+
+
+def _removeNodesSince(scene, before: set[str]) -> None:
+    """Remove every node added to ``scene`` since ``before`` (the scratch label map and what
+    Slicer's export made for it: display node, colour table)."""
+    for nodeId in sorted(_nodeIds(scene) - before):
+        node = scene.GetNodeByID(nodeId)
+        if node is not None:
+            scene.RemoveNode(node)
+
+
 def segmentationOnVolume(segmentationNode, referenceVolume):
     """The segments of ``segmentationNode`` on ``referenceVolume``'s grid, as a MedPrepLib
     :class:`~MedPrepLib.segmentation.segments.Segmentation` (kind ``"Slicer segmentation"``).
@@ -95,6 +108,7 @@ def segmentationOnVolume(segmentationNode, referenceVolume):
     segmentation = segmentationNode.GetSegmentation()
     geometry = VolumeNodes.volumeFromNode(referenceVolume).geometry
     segments, warnings = [], []
+    before = _nodeIds(scene)
     scratch = scene.AddNewNodeByClass(VolumeNodes.LABELMAP_VOLUME_CLASS, "MedPrep scratch label")
     try:
         for index in range(segmentation.GetNumberOfSegments()):
@@ -118,7 +132,7 @@ def segmentationOnVolume(segmentationNode, referenceVolume):
                 warnings.append(f"segment {index + 1} ({name!r}) holds no voxel inside the volume")
             segments.append(segment)
     finally:
-        scene.RemoveNode(scratch)
+        _removeNodesSince(scene, before)
     return Segmentation(geometry, "Slicer segmentation", segments, warnings)
 
 
