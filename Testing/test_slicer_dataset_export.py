@@ -250,3 +250,40 @@ def test_bad_arguments_are_medprep_errors(scene, tmp_path):
         logic.exportDataset(tmp_path / "x", volumePairs=[(image, label), (image, None)])
     with pytest.raises(InputError, match="DICOM source"):
         logic.exportDataset(tmp_path / "x", volumePairs=[(image, label)], labelsDir=tmp_path)
+
+
+def test_scene_segmentations_loaded_from_seg_nrrd_export_as_those_files(scene, tmp_path):
+    """Segmentations saved by Slicer's own writer and loaded again: the nodes are their files, so
+    the dataset is ``medprep export`` of a cohort table of the images and ``.seg.nrrd`` files."""
+    pytest.importorskip("slicerio", reason="needs slicerio (pip install 'medprep[labels]')")
+    cases = writeCases(tmp_path / "files")
+    rows = []
+    for k, (imagePath, labelPath) in enumerate(cases):
+        volumeNode = loadWithSlicer(scene, imagePath)
+        names = {1: "lungs", 2: "nodule"} if k % 2 == 0 else {2: "nodule", 1: "lungs"}
+        drawn = segmentationFromLabel(scene, volumeNode, read_image(labelPath).array, names)
+        segPath = imagePath.with_name(imagePath.name.replace(".nrrd", ".seg.nrrd"))
+        writer = scene.AddNewNodeByClass("vtkMRMLSegmentationStorageNode")
+        writer.SetFileName(str(segPath))
+        assert writer.WriteData(drawn) == 1
+        rows.append({"image": str(imagePath), "label": str(segPath)})
+    scene.Clear(0)
+    pairs = []
+    for row in rows:
+        volumeNode = loadWithSlicer(scene, Path(row["image"]))
+        segmentation = scene.AddNewNodeByClass("vtkMRMLSegmentationNode")
+        reader = scene.AddNewNodeByClass("vtkMRMLSegmentationStorageNode")
+        reader.SetFileName(row["label"])
+        assert reader.ReadData(segmentation) == 1
+        segmentation.SetAndObserveStorageNodeID(reader.GetID())
+        pairs.append((volumeNode, segmentation))
+    assert all(DatasetExport.fileOfNode(n) for pair in pairs for n in pair)
+    report = ModuleLogic(scene).exportDataset(tmp_path / "module", volumePairs=pairs, folds=2, channelName="CT")
+    assert report.exit_code == 0 and len(report.exported) == 3
+    table = tmp_path / "cohort.json"
+    table.write_text(json.dumps(rows))
+    result = run_medprep("export", table, tmp_path / "cli", "--folds", "2", "--channel-name", "CT", timeout=600)
+    assert result.returncode == 0, result.stderr
+    assertSameDataset(report.dataset_folder, tmp_path / "cli" / report.dataset_folder.name)
+    assert json.loads((report.dataset_folder / "dataset.json").read_text())["labels"] == {"background": 0, "lungs": 1, "nodule": 2}
+    verifyWithNnunet(report.dataset_folder)
