@@ -80,6 +80,9 @@ def add_arguments(p) -> None:
     p.add_argument("--min-slices", type=int, help="DICOM: take only stacks of at least this many slices (default 10)")
     p.add_argument("--min-slice-thickness", type=float, help="DICOM: take only stacks with slices at least this thick (mm)")
     p.add_argument("--max-slice-thickness", type=float, help="DICOM: take only stacks with slices at most this thick (mm)")
+    p.add_argument("--series-uid", action="append", metavar="UID",
+                   help="DICOM: take only stacks of this SeriesInstanceUID (repeat for several series; "
+                   "not recorded in medprep.json)")  # fmt: skip
     p.add_argument("--channels", help='channels: DICOM "T1=t1_mprage,FLAIR=flair" (SeriesDescription patterns); image folder "T1,FLAIR"')
     p.add_argument("--channel-name", help="name of the one channel when the source does not say (e.g. CT)")
     p.add_argument("--include-age", action="store_true", help="put the patient's age in years into the sidecar facts")
@@ -97,6 +100,7 @@ def _selection(args):
         "min_slices": args.min_slices,
         "min_thickness_mm": args.min_slice_thickness,
         "max_thickness_mm": args.max_slice_thickness,
+        "series_uids": tuple(args.series_uid) if args.series_uid else None,
     }
     return StackSelection(**{k: v for k, v in given.items() if v is not None})
 

@@ -131,6 +131,14 @@ def dicom_cases(
     out = SourceCases(warnings=[modality_warning] if modality_warning else [])
     if not found.stacks:
         out.warnings.append(f"the source holds no loadable image stack ({_files(len(found.skipped))} skipped)")
+    if selection.series_uids:  # counted, never listed: UIDs identify the study
+        present = {stack.series_instance_uid for stack in found.stacks}
+        absent = sum(1 for uid in selection.series_uids if uid not in present)
+        if absent:
+            out.warnings.append(
+                f"{absent} of the {len(selection.series_uids)} chosen series are not among the source's image stacks "
+                "(not in the source, or no loadable image)"
+            )
     base = os.path.dirname(given) if os.path.isfile(given) else given
     source = _Source(given, base, selection, modality, chosen_channels, geometry_policy)
 

@@ -140,18 +140,16 @@ this to the CLI's parser): a word after one of them is a positional argument, a 
 
 def sanitized_command(argv: Sequence[str] | None) -> str | None:
     """The command as recorded in ``medprep.json``: path arguments replaced by what they are
-    (``<SOURCE>``, ``<OUT>``, ``<RECIPE>``...), since paths often hold patient names, and
-    ``--workers`` left out, since it does not change the output."""
+    (``<SOURCE>``, ``<OUT>``, ``<RECIPE>``...), since paths often hold patient names, the
+    SeriesInstanceUIDs of ``--series-uid`` by ``<SERIES_UID>`` (a UID identifies a study), and
+    ``--workers`` left out, since it does not change the output. Options abbreviated as argparse
+    allows (``--series-u``, ``--over``) are read as the option they stand for."""
     if argv is None:
         return None
-    path_options = {
-        "--recipe": "<RECIPE>", "--cohort": "<COHORT>", "--labels": "<LABELS>", "--label-map": "<LABEL_MAP>",
-        "--key-file": "<KEY_FILE>", "--secret-file": "<SECRET_FILE>",
-    }  # fmt: skip
     words: list[str] = []
     positional = iter(["<SOURCE>", "<OUT>"])
     skip = False
-    args = list(argv)
+    args = [_unabbreviated(a) for a in argv]
     for n, arg in enumerate(args):
         if skip:
             skip = False
@@ -160,10 +158,10 @@ def sanitized_command(argv: Sequence[str] | None) -> str | None:
         if name == "--workers":
             skip = not eq
             continue
-        if name in path_options:
-            words.append(f"{name}={path_options[name]}" if eq else name)
+        if name in _HIDDEN_OPTIONS:
+            words.append(f"{name}={_HIDDEN_OPTIONS[name]}" if eq else name)
             if not eq:
-                words.append(path_options[name])
+                words.append(_HIDDEN_OPTIONS[name])
                 skip = True
             continue
         if arg.startswith("-"):
@@ -175,6 +173,25 @@ def sanitized_command(argv: Sequence[str] | None) -> str | None:
         else:
             words.append(next(positional, "<PATH>"))
     return "medprep export " + " ".join(words)
+
+
+_HIDDEN_OPTIONS = {
+    "--recipe": "<RECIPE>", "--cohort": "<COHORT>", "--labels": "<LABELS>", "--label-map": "<LABEL_MAP>",
+    "--key-file": "<KEY_FILE>", "--secret-file": "<SECRET_FILE>", "--series-uid": "<SERIES_UID>",
+}  # fmt: skip
+"""The options whose values :func:`sanitized_command` replaces: paths, and SeriesInstanceUIDs."""
+
+
+def _unabbreviated(arg: str) -> str:
+    """``arg`` with a long option argparse would take as an abbreviation (``--series-u=X``) spelled
+    out, when it abbreviates exactly one option the sanitiser knows; else ``arg``. (An
+    abbreviation of several options is refused by argparse, so it is never recorded.)"""
+    name, eq, value = arg.partition("=")
+    known = (*FLAG_OPTIONS, *_HIDDEN_OPTIONS, "--workers")
+    if not name.startswith("--") or name in known:
+        return arg
+    full = [option for option in known if option.startswith(name)]
+    return f"{full[0]}{eq}{value}" if len(full) == 1 else arg
 
 
 def _clamped_folds(folds: int, train_patients: int, warnings: list[str]) -> int:

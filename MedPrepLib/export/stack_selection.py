@@ -4,8 +4,11 @@ every stack it leaves out.
 A case is one study; it takes one stack per channel. A stack is a *candidate* for a channel when,
 checked in this order (the first rule it fails is its reason):
 
+0. its SeriesInstanceUID is one of ``series_uids``, when the selection names series (the
+   series a user ticked in Slicer's DICOM browser; the other rules still apply to them);
 1. its Modality is the selection's modality (given, or else the modality the most studies of
-   the source hold a stack of; see :func:`resolve_modality`);
+   the source hold a stack of — counting only the chosen series when there are; see
+   :func:`resolve_modality`);
 2. it is 3D (a 4D stack, several time points, is not one channel);
 3. it has at least ``min_slices`` slices (fewer is a localizer or a partial series);
 4. its slice thickness (SliceThickness, else the step between slices, in mm) is within
@@ -23,10 +26,17 @@ reads as "use CT normalisation"), whose pattern is ``StackSelection.description`
 ``channels`` (``{"T1": "t1_mprage", "FLAIR": "flair"}``) each value is that channel's pattern and
 ``description`` must be left empty.
 
-Reasons name stack ids and numbers only, never descriptions or UIDs (the caller names stacks).
+Reasons name stack ids and numbers only, never descriptions or UIDs (the caller names stacks);
+:meth:`StackSelection.describe` counts the chosen series and never lists them.
+
+Chosen series are series, not cases: a study still gives one case of one stack per channel, so
+of two chosen series of one study (one channel) the one with more slices is taken and the other
+is left out with that reason.
 
 >>> StackSelection(modality="ct", max_thickness_mm=3).describe()
 'CT, at least 10 slices, slice thickness at most 3 mm'
+>>> StackSelection(modality="CT", series_uids=("1.2.3.4", "1.2.3.5")).describe()
+'CT, at least 10 slices, chosen series only (2)'
 """
 
 from __future__ import annotations
@@ -65,6 +75,10 @@ class StackSelection:
     min_thickness_mm, max_thickness_mm:
         Inclusive limits on the slice thickness in mm (SliceThickness, else the slice step),
         or ``None`` for no limit.
+    series_uids:
+        The SeriesInstanceUIDs of the only series whose stacks may be taken, or ``()`` for any
+        (kept sorted, without repeats). UIDs identify a patient's study: they enter the
+        fingerprint (hashed), never a reason, a description or ``medprep.json``.
     """
 
     modality: str | None = None
@@ -72,6 +86,7 @@ class StackSelection:
     min_slices: int = DEFAULT_MIN_SLICES
     min_thickness_mm: float | None = None
     max_thickness_mm: float | None = None
+    series_uids: tuple[str, ...] = ()
 
     def __post_init__(self):
         if self.modality is not None:
@@ -89,10 +104,22 @@ class StackSelection:
         low, high = self.min_thickness_mm, self.max_thickness_mm
         if low is not None and high is not None and low > high:
             raise ExportError(f"slice thickness range {low}-{high} mm is empty", hint="give the minimum first")
+        uids = self.series_uids
+        if isinstance(uids, str) or not all(isinstance(u, str) and u.strip() for u in uids):
+            raise ExportError(  # no UID in the message: it goes to the console
+                "the chosen series are not a list of SeriesInstanceUIDs (non-empty texts)",
+                hint="give one SeriesInstanceUID per --series-uid",
+            )
+        object.__setattr__(self, "series_uids", tuple(sorted({u.strip() for u in uids})))
 
     def to_dict(self) -> dict:
-        """The selection as JSON-ready values (fingerprints, the report)."""
+        """The selection as JSON-ready values, for the fingerprint only (hashed: it holds the
+        chosen SeriesInstanceUIDs)."""
         return asdict(self)
+
+    def takes_series(self, stack: Stack) -> bool:
+        """Rule 0: whether the stack's series is among the chosen ones (any, when none are)."""
+        return not self.series_uids or stack.series_instance_uid in self.series_uids
 
     def describe(self, modality: str | None = None) -> str:
         """The rule in words: ``"CT, at least 10 slices, slice thickness 0.5-3 mm"``."""
@@ -104,6 +131,8 @@ class StackSelection:
             parts.append(f"slice thickness at least {low:g} mm")
         elif high is not None:
             parts.append(f"slice thickness at most {high:g} mm")
+        if self.series_uids:
+            parts.append(f"chosen series only ({len(self.series_uids)})")
         return ", ".join(parts)
 
 
@@ -171,8 +200,10 @@ class StackFacts:
 
 
 def _failed_rule(facts: StackFacts, selection: StackSelection, modality: str) -> str | None:
-    """Why a stack is no candidate for any channel (rules 1-4), or None."""
+    """Why a stack is no candidate for any channel (rules 0-4), or None."""
     s = facts.stack
+    if not selection.takes_series(s):
+        return "not among the chosen series"
     if (s.modality or "").upper() != modality:
         return f"modality {s.modality or 'unknown'}; the selection takes {modality}"
     if s.n_timepoints > 1:
@@ -262,7 +293,8 @@ def resolve_modality(studies: Sequence[Sequence[StackFacts]], selection: StackSe
     """The modality to select and, when it was not given, a warning saying which was taken.
 
     Without ``selection.modality``: the modality of which the most studies hold a 3D stack of
-    at least ``min_slices`` slices (ties: alphabetical order); ``""`` when there is none.
+    at least ``min_slices`` slices (of the chosen series, when the selection names some; ties:
+    alphabetical order); ``""`` when there is none.
     """
     if selection.modality is not None:
         return selection.modality, None
@@ -272,7 +304,10 @@ def resolve_modality(studies: Sequence[Sequence[StackFacts]], selection: StackSe
             {
                 (f.stack.modality or "").upper()
                 for f in stacks
-                if f.stack.modality and f.stack.n_timepoints == 1 and f.slices >= selection.min_slices
+                if f.stack.modality
+                and f.stack.n_timepoints == 1
+                and f.slices >= selection.min_slices
+                and selection.takes_series(f.stack)
             }
         )
     if not counts:
