@@ -51,7 +51,12 @@ def modules() -> dict[str, types.ModuleType]:
         def __init__(self, choices):
             self.choices = list(choices)
 
+    class WithinRange:  # a validator of Slicer's wrapper: the value between minimum and maximum
+        def __init__(self, minimum, maximum):
+            self.minimum, self.maximum = minimum, maximum
+
     wrapper.Choice = Choice
+    wrapper.WithinRange = WithinRange
     wrapper.parameterNodeWrapper = lambda cls: cls
 
     i18n = types.ModuleType("slicer.i18n")
@@ -85,6 +90,45 @@ def loadVolume(scene):
     return load
 
 
+def loadScene(scene, temporaryPath: str):
+    """``slicer.util.loadScene`` as Slicer's scene readers do it: a ``.mrb`` through
+    ``vtkMRMLScene.ReadFromMRB`` (qSlicerSceneBundleReader), a ``.mrml`` through ``SetURL`` and
+    ``Import`` (or ``Connect`` with ``{"clear": True}``). Reading a bundle needs the data IO
+    manager's remote cache folder, which the application sets up; here it is ``temporaryPath``."""
+    import slicer
+
+    def load(path, properties=None):
+        properties = dict(properties or {})
+        clear = bool(properties.get("clear", False))
+        if scene.GetDataIOManager() is None:
+            cache = slicer.vtkCacheManager()
+            cache.SetRemoteCacheDirectory(str(temporaryPath))
+            io = slicer.vtkDataIOManager()
+            io.SetCacheManager(cache)
+            scene.SetCacheManager(cache)
+            scene.SetDataIOManager(io)
+            scene._medprepDataIO = (cache, io)  # kept alive as long as the scene
+        messages = slicer.vtkMRMLMessageCollection()
+        if str(path).lower().endswith((".mrb", ".zip")):
+            ok = scene.ReadFromMRB(str(path), clear, messages)
+        else:
+            scene.SetURL(str(path))
+            ok = scene.Connect(messages) if clear else scene.Import(messages)
+        if not ok:
+            text = f"Failed to load node from file: {path}"
+            if messages.GetNumberOfMessages() > 0:
+                text += "\n" + messages.GetAllMessagesAsString()
+            raise RuntimeError(text)
+        return None
+
+    return load
+
+
+def dicomDatabase(databaseDirectory: str) -> types.SimpleNamespace:
+    """``slicer.dicomDatabase``: only the folder of the database (what MedPrep reads of it)."""
+    return types.SimpleNamespace(databaseDirectory=databaseDirectory)
+
+
 def newScene():
     """A real MRML scene with Slicer's default colour tables (label map display needs them)."""
     import slicer
@@ -107,4 +151,5 @@ def install(temporaryPath: str):
     slicer.mrmlScene = scene
     slicer.app = application(temporaryPath)
     slicer.util.loadVolume = loadVolume(scene)
+    slicer.util.loadScene = loadScene(scene, temporaryPath)
     return scene
