@@ -350,3 +350,16 @@ def test_a_cohort_table_label_column_names_segmentations(tmp_path):
     table.write_text("image,label\ndata/ct_1.nii.gz,data/seg_1.seg.nrrd\ndata/ct_2.nii.gz,data/plain.nii.gz\n")
     with pytest.raises(ExportError, match="labels of the 'label' column mix"):
         export_dataset(table, tmp_path / "mixed", qc=False)
+
+
+def test_stratify_by_labels_reads_the_segmentations_on_their_images(tmp_path):
+    for n in range(4):
+        write_ct(tmp_path / f"ct_{n}.nii.gz", n)
+        named = [("Liver", LIVER)] + ([("Kidney", KIDNEY)] if n % 2 else [])
+        write_seg(tmp_path / f"ct_{n}.seg.nrrd", named)
+    report = export_dataset(tmp_path, tmp_path / "raw", folds=2, stratify="labels", qc=False)
+    assert report.exit_code == 0 and len(report.exported) == 4
+    record = json.loads((report.dataset_folder / "medprep.json").read_text())
+    kidney = {c["case"] for c in record["cases"] if 1 in c["facts"]["label"]["present"]}  # Kidney = 1
+    assert len(kidney) == 2
+    assert [len(set(fold) & kidney) for fold in record["splits"]["folds"]] == [1, 1]

@@ -74,12 +74,20 @@ class LabelRules:
         warnings = d.pop("warnings")
         return out, d, warnings
 
-    def present_values(self, label: VolumeSource) -> tuple[int, ...]:
+    def present_values(self, label: VolumeSource, image: VolumeSource | None = None) -> tuple[int, ...]:
         """The non-zero values a case's label holds after the remap (for ``--stratify labels``,
-        before the case is exported)."""
+        before the case is exported). ``image``: the case's first channel, which a label made
+        from a segmentation object (``needs_image``) is placed on."""
         from .labels import found_values
 
-        volume = label if isinstance(label, Volume) else label()
+        if isinstance(label, Volume):
+            volume = label
+        elif getattr(label, "needs_image", False):
+            if image is None:
+                raise ExportError("a label from a segmentation is made on its image, and no image was given")
+            volume = label(image if isinstance(image, Volume) else image(), grid_policy=self.grid_policy)
+        else:
+            volume = label()
         values = found_values(volume)
         if self.table is not None:
             values = tuple(self.table.remap.get(v, v) for v in values)

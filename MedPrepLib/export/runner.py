@@ -464,7 +464,8 @@ def _split_cases(cases, stratify: str | None, label_rules: LabelRules) -> list[S
     """Every case's split view before export; ``--stratify labels`` reads each label once here."""
     return [
         _split_case(case_id, case, stratify,
-                    label_rules.present_values(case.label) if stratify == LABEL_PRESENCE and case.label is not None else None)  # fmt: skip
+                    label_rules.present_values(case.label, next(iter(case.images.values())))
+                    if stratify == LABEL_PRESENCE and case.label is not None else None)  # fmt: skip
         for case_id, case in cases
     ]
 
