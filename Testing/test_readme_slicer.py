@@ -85,3 +85,5 @@ def test_readme_console_example_runs(tmp_path, monkeypatch):
     chest = tmp_path / "data" / "nnUNet_raw" / "Dataset500_Chest"
     assert len(json.loads((chest / "dataset.json").read_text())["labels"]) == 3 and (chest / "medprep.json").is_file()
     assert len(namespace["tree"]) == 5
+    # the scene volume came from DICOM: its channel is named after its modality (nnU-Net CT normalisation)
+    assert json.loads((report.dataset_folder / "dataset.json").read_text())["channel_names"] == {"0": "CT"}

@@ -161,6 +161,19 @@ def _digest(volume, extra: object = None) -> str:
     return h.hexdigest()
 
 
+def _nodeModality(node) -> str:
+    """The DICOM Modality a node loaded by :meth:`ModuleLogic.loadDicom` records ("" otherwise)."""
+    from MedPrepLib.export.inputs import MODALITY_CHANNELS
+
+    from .Processing import PROVENANCE_ATTRIBUTE
+
+    try:
+        modality = str(json.loads(node.GetAttribute(PROVENANCE_ATTRIBUTE) or "{}").get("modality") or "").upper()
+    except ValueError:
+        return ""
+    return modality if modality in MODALITY_CHANNELS else ""
+
+
 def _segmentationDigest(segmentationNode, volumeNode) -> str:
     """A digest of a segmentation's segments (names, boxes, masks) on its volume's grid."""
     h = hashlib.sha256()
@@ -182,9 +195,13 @@ def sceneCases(volumePairs, labelMap=None, channelName: str | None = None):
 
     pairs = _checkPairs(volumePairs)
     out = SourceCases()
-    channel = channelName or "image"
-    if not channelName:
-        out.warnings.append("scene volumes carry no modality: the channel is named 'image' (name it CT for nnU-Net's CT normalisation)")
+    modalities = {_nodeModality(image) for image, _ in pairs}
+    channel = channelName or (modalities.pop() if len(modalities) == 1 and "" not in modalities else "image")
+    if channel == "image" and not channelName:
+        out.warnings.append(
+            "the scene volumes do not all state one modality: the channel is named 'image' "
+            "(name it CT for nnU-Net's CT normalisation)"
+        )
     out.warnings.append("scene volumes do not say which share a patient: each case is taken as its own patient")
     segmentations = [label for _, label in pairs if label is not None and label.IsA(Segmentations.SEGMENTATION_CLASS)]
     table = None
