@@ -363,3 +363,17 @@ def test_stratify_by_labels_reads_the_segmentations_on_their_images(tmp_path):
     kidney = {c["case"] for c in record["cases"] if 1 in c["facts"]["label"]["present"]}  # Kidney = 1
     assert len(kidney) == 2
     assert [len(set(fold) & kidney) for fold in record["splits"]["folds"]] == [1, 1]
+
+
+def test_a_label_maps_remap_is_not_applied_to_segmentation_values(tmp_path):
+    """One label map serves label files and segmentations; its remap is of label-file values
+    and must not move a value the table gave a segment by name."""
+    for n in (1, 2):
+        write_ct(tmp_path / f"ct_{n}.nii.gz", n)
+        write_seg(tmp_path / f"ct_{n}.seg.nrrd", [("Liver", LIVER), ("Spleen", SPLEEN)])
+    label_map = {"labels": {"liver": 1, "spleen": 2}, "remap": {"2": 1, "7": 2}}
+    key = tmp_path / "key.csv"
+    report = export_dataset(tmp_path, tmp_path / "raw", label_map=label_map, folds=2, key_file=key, qc=False)
+    assert report.exit_code == 0 and any("remap is for label files" in w for w in report.warnings)
+    for label in labels_by_case(report.dataset_folder, key).values():
+        np.testing.assert_array_equal(label, reference({"liver": LIVER, "spleen": SPLEEN}, {"liver": 1, "spleen": 2}))

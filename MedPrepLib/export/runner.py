@@ -327,7 +327,7 @@ def _export(source, out, *, pool, fmt, recipe, label_map, labels_dir, cohort, gr
         fmt, out, channels, dataset_id=dataset_id, dataset_name=dataset_name, allow_reserved_id=allow_reserved_id
     )
     label_rules = LabelRules.from_options(
-        segment_table.table if segment_table is not None else None,
+        _label_table(segment_table, [case for _, case in cases], warnings),
         grid_policy=grid_policy,
         consecutive=layout.label_values_consecutive,
     )
@@ -438,6 +438,22 @@ def _segment_table(label_map):
     if isinstance(label_map, dict):
         return parse_segment_label_map(label_map)
     return read_segment_label_map(label_map)
+
+
+def _label_table(segment_table, cases: list[SourceCase], warnings: list[str]):
+    """The LabelTable every case's label is checked against: the label map's, without its remap
+    when every label comes from a segmentation (the remap is of label-file values; a
+    segmentation's values are already the table's, by name), or ``None``."""
+    if segment_table is None:
+        return None
+    table = segment_table.table
+    labels = [case.label for case in cases if case.label is not None]
+    if table.remap and labels and all(getattr(label, "needs_image", False) for label in labels):
+        from .labels import LabelTable
+
+        warnings.append("the label map's remap is for label files; the segmentations are valued by segment name")
+        return LabelTable(table.labels)
+    return table
 
 
 def _recipes(recipe, channels: list[str], cases) -> dict[str, Recipe]:
