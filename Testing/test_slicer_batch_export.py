@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import runpy
 import subprocess
 import sys
@@ -64,6 +65,16 @@ def run_batch(script: Path, *args, tmp_path: Path, database: Path | None = None,
         [sys.executable, "-c", code], capture_output=True, text=True, cwd=cwd, env=env, timeout=600,
         stdin=subprocess.DEVNULL,
     )  # fmt: skip
+
+
+VTK_LOG_LINE = re.compile(r"\.cxx:\d+\s+(ERR|WARN)\|")
+
+
+def assert_refused_past_vtk(result, **expected) -> str:
+    """:func:`cli_run.assert_refused`, leaving out what VTK's logger wrote while Slicer tried to
+    read the file (Slicer shows those lines too; MedPrep's part is still one line)."""
+    kept = "\n".join(line for line in result.stderr.splitlines() if not VTK_LOG_LINE.search(line))
+    return assert_refused(subprocess.CompletedProcess(result.args, result.returncode, result.stdout, kept), **expected)
 
 
 def load_script(script: Path) -> dict:
@@ -220,3 +231,176 @@ def test_an_existing_dataset_without_overwrite_is_refused(slicer_database, tmp_p
     assert "--overwrite" in line
     assert tree_digest(tmp_path / "out") == before
     assert leftovers(tmp_path / "out") == []
+
+
+# --- export_scene.py: the segmentations of a saved scene -----------------------------------------
+
+SHAPE = (10, 24, 28)  # (z, y, x)
+
+
+def _scene_modules():
+    pytest.importorskip("slicer", reason="needs the slicer-core wheel (pip install 'medprep[slicer]')")
+    for path in (str(REPO / "MedPrep"), str(STAND_INS)):
+        if path not in sys.path:
+            sys.path.insert(0, path)
+    import application_stand_ins
+    from MedPrepCore import Segmentations, VolumeNodes
+
+    if not hasattr(Segmentations, "labelVolumeFromSegmentation"):
+        pytest.skip("MedPrepCore.Segmentations has no labelVolumeFromSegmentation yet")
+    return application_stand_ins, Segmentations, VolumeNodes
+
+
+def _ct(seed: int):
+    from MedPrepLib.geometry import Geometry
+    from MedPrepLib.volume import Volume
+
+    angle = np.deg2rad(10 + seed)
+    direction = np.array([[np.cos(angle), -np.sin(angle), 0], [np.sin(angle), np.cos(angle), 0], [0, 0, 1]])
+    geometry = Geometry(
+        size=SHAPE[::-1], spacing=(0.8, 0.9, 2.5), origin=(-20.0 + seed, 10.0, -100.0), direction=direction
+    )
+    rng = np.random.default_rng(seed)
+    array = rng.integers(-200, 200, SHAPE).astype(np.int16)
+    array[:, :2] = -1000  # some air
+    return Volume(array, geometry=geometry)
+
+
+def _masks(seed: int) -> dict[str, np.ndarray]:
+    liver = np.zeros(SHAPE, bool)
+    liver[2:8, 4 + seed : 14, 3:15] = True
+    tumour = np.zeros(SHAPE, bool)
+    tumour[3:6, 16:20, 18 : 24 - seed] = True
+    return {"tumour": tumour, "liver": liver}  # not alphabetical: names, not order, give the values
+
+
+def save_scene(path: Path, cases: int = 2, *, reference: bool = True, extra_volume: bool = False) -> dict:
+    """A scene of ``cases`` CT volumes, each with a segmentation (liver, tumour) drawn on it,
+    saved with Slicer's own storage nodes (.nrrd, .seg.nrrd) into a .mrb bundle. Returns
+    {volume name: {segment name: mask}}."""
+    stand_ins, Segmentations, VolumeNodes = _scene_modules()
+    from MedPrepLib.volume import Volume
+
+    scene = stand_ins.newScene()
+    Segmentations.registerConverterRules()
+    logic = Segmentations._segmentationsLogic(scene)
+    drawn = {}
+    for n in range(cases):
+        volume = _ct(n)
+        volumeNode = VolumeNodes.nodeFromVolume(scene, volume, f"CT{n}")
+        segmentation = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", f"Segmentation{n}")
+        segmentation.SetReferenceImageGeometryParameterFromVolumeNode(volumeNode)
+        for name, mask in _masks(n).items():
+            labelNode = VolumeNodes.nodeFromVolume(
+                scene, Volume(mask.astype(np.uint8), geometry=volume.geometry), "tmp", labelmap=True
+            )
+            before = segmentation.GetSegmentation().GetNumberOfSegments()
+            assert logic.ImportLabelmapToSegmentationNode(labelNode, segmentation)
+            segmentation.GetSegmentation().GetNthSegment(before).SetName(name)
+            scene.RemoveNode(labelNode)
+        if not reference:
+            segmentation.RemoveNodeReferenceIDs(segmentation.GetReferenceImageGeometryReferenceRole())
+        drawn[volumeNode.GetName()] = _masks(n)
+    if extra_volume:
+        VolumeNodes.nodeFromVolume(scene, _ct(9), "Another CT")
+    for node in [scene.GetNthNode(i) for i in range(scene.GetNumberOfNodes())]:
+        if node.IsA("vtkMRMLStorableNode") and node.GetStorageNode() is None and not node.GetHideFromEditors():
+            node.AddDefaultStorageNode()
+    assert scene.WriteToMRB(str(path)), f"could not save {path}"
+    scene.Clear(1)
+    return drawn
+
+
+def verify_with_nnunet(folder: Path) -> subprocess.CompletedProcess:
+    code = (
+        "import sys; from nnunetv2.experiment_planning.verify_dataset_integrity import verify_dataset_integrity; "
+        "verify_dataset_integrity(sys.argv[1], num_processes=1)"
+    )
+    return subprocess.run([sys.executable, "-c", code, str(folder)], capture_output=True, text=True, timeout=300)
+
+
+def test_a_saved_scene_exports_as_a_labelled_nnunet_dataset(tmp_path):
+    import zipfile
+
+    from MedPrepLib.imageio import read_image
+
+    mrb = tmp_path / "liver.mrb"
+    drawn = save_scene(mrb)
+    names = zipfile.ZipFile(mrb).namelist()
+    assert sum(n.endswith(".seg.nrrd") for n in names) == 2 and sum(n.endswith(".mrml") for n in names) == 1
+    out = tmp_path / "nnUNet_raw"
+    result = run_batch(EXPORT_SCENE, "--scene", mrb, "--out", out, "--format", "nnunet", "--channel-name", "CT",
+                       "--dataset-name", "Liver", "--folds", "2", "--key-file", tmp_path / "key.csv", tmp_path=tmp_path)  # fmt: skip
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "'Segmentation0' on 'CT0'" in result.stdout and "2 case(s) exported" in result.stdout
+    assert "Traceback" not in result.stderr
+    folder = out / "Dataset500_Liver"
+    dataset = json.loads((folder / "dataset.json").read_text())
+    assert dataset["labels"] == {"background": 0, "liver": 1, "tumour": 2}  # by name, not segment order
+    assert dataset["numTraining"] == 2 and dataset["channel_names"] == {"0": "CT"}
+    key = (tmp_path / "key.csv").read_text()
+    volume_of_case = {line.split(",")[0]: line.split("'")[1] for line in key.splitlines()[1:]}
+    assert sorted(volume_of_case.values()) == ["CT0", "CT1"]
+    for case, volume_name in volume_of_case.items():
+        image = read_image(folder / "imagesTr" / f"{case}_0000.nii.gz")
+        label = read_image(folder / "labelsTr" / f"{case}.nii.gz")
+        assert label.geometry.isclose(image.geometry)
+        masks = drawn[volume_name]
+        expected = np.zeros(SHAPE, np.uint8)
+        expected[masks["liver"]] = 1
+        expected[masks["tumour"]] = 2
+        np.testing.assert_array_equal(label.array, expected)
+    assert (folder / "medprep.json").is_file() and (folder / "qc" / "report.html").is_file()
+
+    pytest.importorskip("nnunetv2")
+    checked = verify_with_nnunet(folder)
+    assert checked.returncode == 0, (checked.stdout + checked.stderr)[-3000:]
+    assert "verify_dataset_integrity Done" in checked.stdout
+
+
+def test_a_segmentation_without_reference_takes_the_one_volume(tmp_path):
+    mrb = tmp_path / "one.mrb"
+    save_scene(mrb, cases=1, reference=False)
+    out = tmp_path / "out"
+    result = run_batch(EXPORT_SCENE, "--scene", mrb, "--out", out, "--format", "nifti", "--no-qc", tmp_path=tmp_path)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "'Segmentation0' on 'CT0'" in result.stdout
+    assert json.loads((out / "medprep.json").read_text())["labels"] == {"background": 0, "liver": 1, "tumour": 2}
+
+
+def test_a_segmentation_that_names_no_volume_among_several_is_refused(tmp_path):
+    mrb = tmp_path / "two.mrb"
+    save_scene(mrb, cases=1, reference=False, extra_volume=True)
+    result = run_batch(EXPORT_SCENE, "--scene", mrb, "--out", tmp_path / "out", tmp_path=tmp_path)
+    assert_refused(result, exit_code=2, contains=("Segmentation0", "no reference volume", "2 image volumes"))
+    assert not (tmp_path / "out").exists()
+
+
+def test_scene_failures_are_one_line(tmp_path):
+    assert_refused(run_batch(EXPORT_SCENE, "--scene", tmp_path / "absent.mrb", "--out", tmp_path / "o", tmp_path=tmp_path),
+                   contains="does not exist")  # fmt: skip
+    broken = tmp_path / "broken.mrb"
+    broken.write_bytes(b"not a zip")
+    assert_refused_past_vtk(run_batch(EXPORT_SCENE, "--scene", broken, "--out", tmp_path / "o", tmp_path=tmp_path),
+                            contains="cannot read the scene")  # fmt: skip
+    assert_refused(run_batch(EXPORT_SCENE, "--out", tmp_path / "o", tmp_path=tmp_path), contains="--scene")
+    assert_refused(run_batch(EXPORT_SCENE, "--scene", broken, "--out", tmp_path / "o", "--workers", "2",
+                             tmp_path=tmp_path), contains="unrecognized arguments: --workers")  # fmt: skip
+    assert not (tmp_path / "o").exists()
+
+
+def test_the_scene_options_are_medprep_exports_that_apply_to_scene_nodes():
+    _, export = cli_parsers()
+    script = load_script(EXPORT_SCENE)
+    ours = _actions(script["buildParser"]())
+    cli = _actions(export)
+    assert ours.pop("--scene")["dest"] == "scene" and ours.pop("--verbose")["dest"] == "verbose"
+    out = ours.pop("--out")
+    assert (out["dest"], cli.pop("out")["dest"]) == ("out", "out")
+    assert {k: v for k, v in cli.items() if v["dest"] in set(script["KEYWORDS"]) | {"no_qc", "help"}} == ours
+    import inspect
+
+    from MedPrepCore.DatasetExport import exportDataset
+
+    accepted = set(inspect.signature(exportDataset).parameters)
+    assert set(script["KEYWORDS"].values()) <= accepted

@@ -52,6 +52,46 @@ class ArgumentParser(argparse.ArgumentParser):
         raise UsageError(f"{message} (see {self.prog} --help)")
 
 
+class ExportOptions:
+    """The parser that ``medprep export``'s ``add_arguments`` fills, seen through two rules so
+    that a script's options are the CLI's, declared once there:
+
+    * ``renamed`` {positional: (option, metavar, added help)}: a positional argument made an
+      option (same ``dest``, so the namespace is the CLI's); OUT is required;
+    * ``only`` (a set of ``dest`` names, or None for all): the options a script passes on; the
+      others are not added."""
+
+    def __init__(self, parser, renamed: dict[str, tuple[str, str, str]], only: set[str] | None = None) -> None:
+        self._parser, self._renamed, self._only = parser, renamed, only
+
+    @staticmethod
+    def destOf(names, options) -> str:
+        if "dest" in options:
+            return options["dest"]
+        longs = [n for n in names if n.startswith("--")] or list(names)
+        return longs[0].lstrip("-").replace("-", "_")
+
+    def add_argument(self, *names, **options):
+        dest = self.destOf(names, options)
+        if self._only is not None and dest not in self._only:
+            return None
+        if len(names) == 1 and names[0] in self._renamed:
+            option, metavar, more = self._renamed[names[0]]
+            options["help"] = options.get("help", "") + more
+            return self._parser.add_argument(option, dest=dest, metavar=metavar, required=dest == "out", **options)
+        return self._parser.add_argument(*names, **options)
+
+    def __getattr__(self, name):
+        return getattr(self._parser, name)
+
+
+def addVerbose(parser) -> None:
+    """``medprep --verbose``, the one option of ``medprep`` itself that the scripts take."""
+    parser.add_argument(
+        "-v", "--verbose", action="store_true", help="show debug logging and full tracebacks (medprep --verbose)"
+    )
+
+
 def defaultDicomDatabase() -> str | None:
     """The folder of the application's DICOM database, when there is one."""
     try:

@@ -32,26 +32,6 @@ def _batchDir() -> str:
     return os.path.dirname(os.path.abspath(script))
 
 
-class SourceAndOutAsOptions:
-    """The parser that ``medprep export``'s ``add_arguments`` fills, with SOURCE and OUT made the
-    options ``--db`` and ``--out`` (same ``dest``: the namespace is the CLI's)."""
-
-    def __init__(self, parser) -> None:
-        self._parser = parser
-
-    def add_argument(self, *names, **options):
-        if len(names) == 1 and names[0] in RENAMED:
-            option, metavar, more = RENAMED[names[0]]
-            options["help"] = options.get("help", "") + more
-            return self._parser.add_argument(
-                option, dest=names[0], metavar=metavar, required=names[0] == "out", **options
-            )
-        return self._parser.add_argument(*names, **options)
-
-    def __getattr__(self, name):
-        return getattr(self._parser, name)
-
-
 def buildParser():
     import MedPrepBatch
 
@@ -61,10 +41,8 @@ def buildParser():
         prog="export.py",
         description=exportCommand.DESCRIPTION.replace("SOURCE", "--db DIR").replace("OUT", "--out OUT"),
     )
-    exportCommand.add_arguments(SourceAndOutAsOptions(parser))
-    parser.add_argument(
-        "-v", "--verbose", action="store_true", help="show debug logging and full tracebacks (medprep --verbose)"
-    )
+    exportCommand.add_arguments(MedPrepBatch.ExportOptions(parser, RENAMED))
+    MedPrepBatch.addVerbose(parser)
     return parser
 
 

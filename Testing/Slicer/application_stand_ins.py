@@ -94,15 +94,18 @@ def loadScene(scene, temporaryPath: str):
     """``slicer.util.loadScene`` as Slicer's scene readers do it: a ``.mrb`` through
     ``vtkMRMLScene.ReadFromMRB`` (qSlicerSceneBundleReader), a ``.mrml`` through ``SetURL`` and
     ``Import`` (or ``Connect`` with ``{"clear": True}``). Reading a bundle needs the data IO
-    manager's remote cache folder, which the application sets up; here it is ``temporaryPath``."""
+    manager's remote cache folder, which the application sets up; here it is in ``temporaryPath``."""
     import slicer
 
     def load(path, properties=None):
         properties = dict(properties or {})
         clear = bool(properties.get("clear", False))
         if scene.GetDataIOManager() is None:
+            cacheFolder = Path(temporaryPath) / "RemoteIO"  # the application's: <temporary path>/RemoteIO
+            cacheFolder.mkdir(parents=True, exist_ok=True)
+            (cacheFolder / ".slicer-cache").touch()  # the sentinel Slicer writes into its cache folder
             cache = slicer.vtkCacheManager()
-            cache.SetRemoteCacheDirectory(str(temporaryPath))
+            cache.SetRemoteCacheDirectory(str(cacheFolder))
             io = slicer.vtkDataIOManager()
             io.SetCacheManager(cache)
             scene.SetCacheManager(cache)
