@@ -1,14 +1,13 @@
 """MedPrep.py, its panel (MedPrepGui), its .ui and its icon agree; the logic and self-test run on slicer-core.
 
 Static checks (no Slicer needed): ``MedPrep.py`` stays thin and declares the template's classes;
-every ``self.ui.<name>`` the Qt-side code (``MedPrep.py``, ``MedPrepGui/``) uses exists in
-``Resources/UI/MedPrep.ui``; every call the panel makes of the logic names a method of
-``MedPrepLogic`` with keyword arguments it takes, and every callback the panel connects is one
-of its methods; every ``SlicerParameterName`` in the .ui names a field of
-``MedPrepParameterNode`` and every field has a widget of a class Slicer's parameter-node
-wrapper can connect to that field's type; the combo-box choices are the Qt-free core's lists
-(the export formats a filter of ``MedPrepLib.imageio.WRITE_SUFFIXES``); the icon is a valid
-128 x 128 PNG.
+the panel's files stay small; every ``self.ui.<name>`` the Qt-side code (``MedPrep.py``,
+``MedPrepGui/``) uses exists in ``Resources/UI/MedPrep.ui`` and every widget the sections use is
+there; every call any panel file makes of the logic names a method of ``MedPrepLogic`` with
+keyword arguments it takes (no ``**`` the check could not see through), and every callback a
+panel class connects is one of its methods; every section the panel holds has the methods it
+calls on them; the .ui declares its custom widgets and gives every node selector the scene; the
+icon is a valid 128 x 128 PNG. The parameter node's checks are in test_slicer_parameter_node.py.
 
 With the slicer-core wheel: ``MedPrep.py`` itself is imported with stand-ins for the few
 application-only modules (``slicer.ScriptedLoadableModule``, ``slicer.parameterNodeWrapper``,
@@ -34,26 +33,15 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 MODULE_FILE = REPO / "MedPrep" / "MedPrep.py"
 PANEL_FILE = REPO / "MedPrep" / "MedPrepGui" / "Panel.py"
+GUI_FILES = sorted((REPO / "MedPrep" / "MedPrepGui").glob("*.py"))
 PARAMETER_FILE = REPO / "MedPrep" / "MedPrepGui" / "ParameterNode.py"
 CORE_LOGIC_FILE = REPO / "MedPrep" / "MedPrepCore" / "ModuleLogic.py"
-QT_SIDE_FILES = [MODULE_FILE, *sorted((REPO / "MedPrep" / "MedPrepGui").glob("*.py"))]
+QT_SIDE_FILES = [MODULE_FILE, *GUI_FILES]
 UI_FILE = REPO / "Resources" / "UI" / "MedPrep.ui"
 ICON_FILE = REPO / "Resources" / "Icons" / "MedPrep.png"
 
 sys.path.insert(0, str(REPO / "Testing" / "Slicer"))
 import application_stand_ins  # noqa: E402
-
-# Which widget classes Slicer's parameter-node wrapper connects to which field types
-# (Base/Python/slicer/parameterNodeWrapper/guiConnectors.py; it matches the class exactly).
-CONNECTABLE = {
-    "node": {"qMRMLNodeComboBox"},
-    "path": {"ctkPathLineEdit", "ctkDirectoryButton"},
-    "choice": {"QComboBox"},
-    "bool": {"QCheckBox", "QPushButton"},
-    "str": {"QLineEdit", "QTextEdit"},
-    "int": {"QSpinBox", "QSlider"},
-    "float": {"QDoubleSpinBox", "ctkSliderWidget"},
-}
 
 
 def ui_widgets() -> dict[str, dict]:
@@ -80,51 +68,6 @@ def qt_side_trees() -> list[ast.Module]:
 
 def class_defs(path: Path) -> dict[str, ast.ClassDef]:
     return {n.name: n for n in module_tree(path).body if isinstance(n, ast.ClassDef)}
-
-
-def parameter_class() -> ast.ClassDef:
-    node = class_defs(PARAMETER_FILE).get("MedPrepParameterNode")
-    assert node is not None, f"MedPrepParameterNode not found in {PARAMETER_FILE}"
-    return node
-
-
-def parameter_fields() -> dict[str, ast.expr]:
-    """{field name: annotation AST} of the MedPrepParameterNode class in MedPrepGui/ParameterNode.py."""
-    node = parameter_class()
-    decorators = [ast.unparse(d) for d in node.decorator_list]
-    assert "parameterNodeWrapper" in decorators
-    return {s.target.id: s.annotation for s in node.body if isinstance(s, ast.AnnAssign)}
-
-
-def _choices(expr: ast.expr) -> list:
-    """The values of a ``Choice(...)`` argument: a literal, or ``list(NAME)`` with NAME imported from MedPrepCore."""
-    if isinstance(expr, ast.Call) and ast.unparse(expr.func) == "list" and isinstance(expr.args[0], ast.Name):
-        name = expr.args[0].id
-        for node in module_tree(PARAMETER_FILE).body:
-            if isinstance(node, ast.ImportFrom) and any(a.name == name for a in node.names):
-                assert node.module.startswith("MedPrepCore."), f"{name} must come from the Qt-free core"
-                sys.path.insert(0, str(REPO / "MedPrep"))
-                try:
-                    return list(getattr(importlib.import_module(node.module), name))
-                finally:
-                    sys.path.remove(str(REPO / "MedPrep"))
-        raise AssertionError(f"{name} is not imported in {PARAMETER_FILE.name}")
-    return ast.literal_eval(expr)
-
-
-def field_kind(annotation: ast.expr) -> tuple[str, list | None]:
-    """(kind in CONNECTABLE, choices or None) of a field annotation."""
-    text = ast.unparse(annotation)
-    if text.startswith("Annotated["):
-        for extra in annotation.slice.elts[1:]:
-            if isinstance(extra, ast.Call) and ast.unparse(extra.func) == "Choice":
-                return "choice", _choices(extra.args[0])
-        return field_kind(annotation.slice.elts[0])[0], None
-    if text.startswith("vtkMRML"):
-        return "node", None
-    if text in ("pathlib.Path", "Path"):
-        return "path", None
-    return text, None
 
 
 # --- static checks ------------------------------------------------------------------------------
@@ -166,7 +109,8 @@ def test_every_ui_attribute_the_module_uses_exists_in_the_ui_file():
         and isinstance(node.value.value, ast.Name)
         and node.value.value.id == "self"
     }
-    assert {"applyButton", "exportButton", "statusLabel"} <= used  # the walk finds them
+    sections = {"dicomTreeWidget", "sceneVolumesTable", "recipeStepsWidget", "recipeStatusLabel", "previewButton"}
+    assert sections | {"exportButton", "openReportButton", "exportSummaryLabel", "statusLabel"} <= used  # the walk finds them
     missing = used - set(ui_widgets())
     assert not missing, f"the Qt-side code uses self.ui.{sorted(missing)} which MedPrep.ui does not define"
 
@@ -212,43 +156,87 @@ def _logic_parameters() -> dict[str, tuple[set[str], int]]:
     return out
 
 
-def test_every_call_the_panel_makes_of_the_logic_is_a_logic_method_with_those_arguments():
-    methods = _logic_parameters()
-    assert {"process", "exportVolume", "loadDicom", "getParameterNode"} <= set(methods)  # delegated ones included
-    calls = [
-        node
-        for node in ast.walk(module_tree(PANEL_FILE))
+def _logic_calls() -> list[tuple[str, ast.Call]]:
+    """(file name, call) of every ``self.logic.<method>(...)`` in the panel's files."""
+    return [
+        (path.name, node)
+        for path in GUI_FILES
+        for node in ast.walk(module_tree(path))
         if isinstance(node, ast.Call)
         and isinstance(node.func, ast.Attribute)
         and ast.unparse(node.func.value) == "self.logic"
     ]
-    assert {c.func.attr for c in calls} >= {"getParameterNode", "process", "exportVolume"}  # the walk finds them
-    for call in calls:
+
+
+def test_every_call_the_panel_makes_of_the_logic_is_a_logic_method_with_those_arguments():
+    """The panel's calls against the logic's real signatures (``MedPrepCore.ModuleLogic``, the contract)."""
+    methods = _logic_parameters()
+    assert {"process", "exportVolume", "loadDicom", "getParameterNode"} <= set(methods)  # delegated ones included
+    calls = _logic_calls()
+    expected = {"getParameterNode", "dicomDatabaseTree", "loadDicom", "preview", "exportDataset"}
+    assert {c.func.attr for _, c in calls} == expected  # the walk finds them, and the panel uses no other
+    for where, call in calls:
         name = call.func.attr
-        assert name in methods, f"the panel calls logic.{name}, which MedPrepLogic does not have"
+        assert name in methods, f"{where}: the panel calls logic.{name}, which MedPrepLogic does not have"
         keywords, positional = methods[name]
+        assert all(k.arg for k in call.keywords), f"{where}: logic.{name}(**...) cannot be checked"
+        assert not any(isinstance(a, ast.Starred) for a in call.args), f"{where}: logic.{name}(*...) cannot be checked"
         unknown = {k.arg for k in call.keywords} - keywords
-        assert not unknown, f"logic.{name} takes no {sorted(unknown)}"
-        assert len(call.args) <= positional, f"logic.{name}: too many positional arguments"
+        assert not unknown, f"{where}: logic.{name} takes no {sorted(unknown)}"
+        assert len(call.args) <= positional, f"{where}: logic.{name}: too many positional arguments"
+    progress = {c.func.attr for _, c in calls if any(k.arg == "progressCallback" for k in c.keywords)}
+    assert progress == expected - {"getParameterNode"}  # every long call behind the progress dialog
 
 
-def test_every_callback_the_panel_connects_is_one_of_its_methods():
-    panel = class_defs(PANEL_FILE)["MedPrepPanel"]
-    methods = {n.name for n in panel.body if isinstance(n, ast.FunctionDef)}
-    referenced = {
-        node.attr
-        for node in ast.walk(panel)
-        if isinstance(node, ast.Attribute)
-        and isinstance(node.value, ast.Name)
-        and node.value.id == "self"
-        and isinstance(node.ctx, ast.Load)
-        and node.attr.startswith(("on", "_update"))
-    }
-    assert {"onApplyButton", "onExportButton", "onSceneStartClose", "_updateButtons"} <= referenced
-    assert referenced - methods == set()
+def _gui_classes() -> dict[str, ast.ClassDef]:
+    return {n.name: n for path in GUI_FILES for n in module_tree(path).body if isinstance(n, ast.ClassDef)}
+
+
+def test_every_callback_a_panel_class_connects_is_one_of_its_methods():
+    classes = _gui_classes()
+    connected = set()
+    for cls in classes.values():
+        methods = {n.name for n in cls.body if isinstance(n, ast.FunctionDef)}
+        bases = [classes[ast.unparse(b)] for b in cls.bases if ast.unparse(b) in classes]
+        methods |= {n.name for b in bases for n in b.body if isinstance(n, ast.FunctionDef)}
+        referenced = {
+            node.attr
+            for node in ast.walk(cls)
+            if isinstance(node, ast.Attribute)
+            and isinstance(node.value, ast.Name)
+            and node.value.id == "self"
+            and isinstance(node.ctx, ast.Load)
+            and node.attr.startswith(("on", "_update"))
+        }
+        assert referenced - methods == set(), f"{cls.name} references {sorted(referenced - methods)}"
+        connected |= referenced
+    assert {"onPreviewButton", "onExportButton", "onScanButton", "onFormChanged", "onSceneStartClose"} <= connected
     widgetMethods = _method_parameters(MODULE_FILE, "MedPrepWidget")
+    panelMethods = {n.name for n in classes["MedPrepPanel"].body if isinstance(n, ast.FunctionDef)}
     forwarded = {"cleanup", "enter", "exit"}
-    assert forwarded <= set(widgetMethods) and forwarded <= methods  # the module widget forwards its life cycle
+    assert forwarded <= set(widgetMethods) and forwarded <= panelMethods  # the module widget forwards its life cycle
+
+
+def test_every_section_of_the_panel_has_what_the_panel_calls_on_it():
+    classes = _gui_classes()
+    panel = classes["MedPrepPanel"]
+    made = next(
+        n.value for n in ast.walk(panel) if isinstance(n, ast.Assign) and ast.unparse(n.targets[0]) == "self.sections"
+    )
+    sections = [ast.unparse(e.func) for e in made.elts]
+    assert sections == ["DicomBrowser", "ScenePairs", "RecipeEditor", "PreviewSection", "ExportSection"]
+    called = {n.attr for n in ast.walk(panel) if isinstance(n, ast.Attribute) and ast.unparse(n.value) == "section"}
+    assert called == {"setParameterNode", "updateFromParameterNode"}
+    for name in sections:
+        assert called <= {n.name for n in classes[name].body if isinstance(n, ast.FunctionDef)}, name
+
+
+def test_the_panel_files_are_small_and_have_one_job_each():
+    for path in GUI_FILES:
+        lines = len(path.read_text().splitlines())
+        assert lines <= 400, f"{path.name} has {lines} lines: split it"
+        assert ast.get_docstring(module_tree(path)), f"{path.name} says in its docstring what it holds"
+    assert len(PANEL_FILE.read_text().splitlines()) <= 150  # the panel only assembles the sections
 
 
 def test_user_visible_strings_are_translatable():
@@ -285,37 +273,6 @@ def test_user_visible_strings_are_translatable():
     assert checked >= 8  # title, helpText, acknowledgementText, button tooltips, status texts
 
 
-def test_parameter_names_in_ui_match_parameter_node_fields():
-    fields = parameter_fields()
-    bound = {w["parameter"]: (name, w["class"]) for name, w in ui_widgets().items() if w["parameter"]}
-    assert set(bound) - set(fields) == set(), f"SlicerParameterName without a field: {set(bound) - set(fields)}"
-    assert set(fields) - set(bound) == set(), f"fields without a widget: {set(fields) - set(bound)}"
-    for field, (widget, widget_class) in bound.items():
-        kind, _ = field_kind(fields[field])
-        assert widget_class in CONNECTABLE[kind], (
-            f"{widget} ({widget_class}) cannot be connected to field '{field}' of type {ast.unparse(fields[field])}"
-        )
-
-
-def test_combo_box_choices_are_what_the_core_accepts():
-    sys.path.insert(0, str(REPO / "MedPrep"))
-    try:
-        from MedPrepCore import Processing, VolumeNodes
-    finally:
-        sys.path.remove(str(REPO / "MedPrep"))
-    from MedPrepLib.imageio import WRITE_SUFFIXES
-
-    fields = parameter_fields()
-    assert field_kind(fields["transformPolicy"]) == ("choice", list(VolumeNodes.TRANSFORM_POLICIES))
-    assert field_kind(fields["outputFormat"]) == ("choice", list(Processing.EXPORT_FORMATS))
-    # one list of output formats: the panel's is a filter of MedPrepLib's, in its order
-    assert list(Processing.EXPORT_FORMATS) == [s for s in WRITE_SUFFIXES if s in Processing.EXPORT_FORMATS]
-    assert ".nii.gz" in Processing.EXPORT_FORMATS
-    defaults = {s.target.id: s.value for s in parameter_class().body if isinstance(s, ast.AnnAssign) and s.value}
-    assert ast.literal_eval(defaults["transformPolicy"]) in VolumeNodes.TRANSFORM_POLICIES
-    assert ast.literal_eval(defaults["outputFormat"]) in Processing.EXPORT_FORMATS
-
-
 def test_ui_declares_its_custom_widgets_and_scene_connection():
     root = ET.parse(UI_FILE).getroot()
     declared = {c.findtext("class") for c in root.iter("customwidget")}
@@ -324,7 +281,10 @@ def test_ui_declares_its_custom_widgets_and_scene_connection():
     assert custom - declared == set(), f"custom widgets not declared: {custom - declared}"
     assert root.find("widget").get("class") == "qMRMLWidget"
     connections = {(c.findtext("signal"), c.findtext("receiver"), c.findtext("slot")) for c in root.iter("connection")}
-    assert ("mrmlSceneChanged(vtkMRMLScene*)", "inputVolumeSelector", "setMRMLScene(vtkMRMLScene*)") in connections
+    selectors = [name for name, w in ui_widgets().items() if w["class"] == "qMRMLNodeComboBox"]
+    assert {"inputVolumeSelector", "labelVolumeSelector"} <= set(selectors)
+    for name in selectors:  # a node selector without the scene lists nothing
+        assert ("mrmlSceneChanged(vtkMRMLScene*)", name, "setMRMLScene(vtkMRMLScene*)") in connections, name
 
 
 def test_icon_is_a_valid_128_pixel_png():
@@ -375,6 +335,10 @@ def medprep(slicer_core, monkeypatch):
     """MedPrep.py imported as Slicer would, from an unbuilt checkout whose root is not on sys.path."""
     for name, module in application_stand_ins.modules().items():
         monkeypatch.setitem(sys.modules, name, module)
+    wrapper = sys.modules["slicer.parameterNodeWrapper"]
+    for validator in ("WithinRange", "Minimum", "Maximum"):  # the parameter node's, until the stand-ins have them
+        if not hasattr(wrapper, validator):
+            monkeypatch.setattr(wrapper, validator, lambda *limits: limits, raising=False)
     monkeypatch.setattr(sys, "path", [p for p in sys.path if Path(p or ".").resolve() != REPO])
     spec = importlib.util.spec_from_file_location("MedPrep", MODULE_FILE)
     module = importlib.util.module_from_spec(spec)
@@ -463,16 +427,18 @@ def test_self_test_runs_every_case_file_and_reports_a_failure(medprep, scene, ca
     import MedPrepSelfTest
 
     files = sorted(p.stem for p in (REPO / "MedPrep" / "MedPrepSelfTest").glob("*TestCase.py"))
-    assert [m.rpartition(".")[2] for m in MedPrepSelfTest.caseModules()] == files and len(files) >= 3
+    assert [m.rpartition(".")[2] for m in MedPrepSelfTest.caseModules()] == files and len(files) >= 5
     assert {c.__name__ for c in MedPrepSelfTest.caseClasses()} == set(files)
+    assert {"PreviewTestCase", "DatasetExportTestCase"} <= set(files)
+    tests = MedPrepSelfTest.suite(medprep.MedPrepLogic).countTestCases()
     result = MedPrepSelfTest.runCases(medprep.MedPrepLogic, print)
-    assert result.testsRun == 3 and "Export to NRRD and read back" in capsys.readouterr().out
+    assert result.testsRun == tests >= 5 and "Export to NRRD and read back" in capsys.readouterr().out
 
     class BrokenLogic(medprep.MedPrepLogic):
         def exportVolume(self, *args, **kwargs):  # writes nothing
             return Path(scene.GetRootDirectory()) / "nothing.nrrd"
 
-    with pytest.raises(AssertionError, match=r"1 of 3 failed[\s\S]*ExportTestCase\.test_ExportReadsBackWithSameGeometry"):
+    with pytest.raises(AssertionError, match=rf"1 of {tests} failed[\s\S]*ExportTestCase\.test_ExportReadsBackWithSameGeometry"):
         MedPrepSelfTest.runCases(BrokenLogic, print)
     monkeypatch.setattr(MedPrepSelfTest, "caseClasses", list)  # case files that define no case
     with pytest.raises(AssertionError, match="no test cases found"):
