@@ -40,10 +40,10 @@ class MedPrep(ScriptedLoadableModule):
         self.parent.categories = [translate("qSlicerAbstractCoreModule", "Informatics")]
         self.parent.contributors = ["MedPrep developers"]
         self.parent.helpText = _(
-            "Turn clinical images into clean, reproducible deep-learning data, with exact geometry. "
-            "Run a volume through a MedPrep preprocessing recipe (a JSON file: windowing, normalization, "
-            "resampling, reorientation, cropping...) into a new volume that records what was done, or "
-            "export it to NIfTI, NRRD or MetaImage with its grid preserved. DICOM series discovery follows."
+            "Turn clinical images into clean, reproducible deep-learning datasets, with exact geometry. "
+            "Tick DICOM series or scene volumes with their labels, build a recipe (windowing, normalization, "
+            "resampling, reorientation, cropping...), preview it beside the original, and export an nnU-Net, "
+            "Decathlon, NIfTI or NumPy dataset with splits, provenance and a QC report."
         )
         self.parent.acknowledgementText = _(
             "MedPrep builds on 3D Slicer, SimpleITK, pydicom, numpy and scipy. "
