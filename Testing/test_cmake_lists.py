@@ -4,16 +4,21 @@ Two levels:
 
 * always: the CMake files are read by a small evaluator of the commands they use (set, file(GLOB
   / GLOB_RECURSE), list(FILTER / SORT / APPEND)) — every ``.py`` file of ``MedPrepLib`` and of
-  ``MedPrep/MedPrepCore`` must be among what CMake compiles, and the extension's top-level file
-  must have the parts a Slicer extension needs;
+  the module's packages must be among what CMake compiles, every batch script of ``MedPrep/Batch``
+  among what it copies beside the module (and none compiled as a module), the generic module tests
+  and ``MedPrepTest`` registered, and the extension's top-level file must have the parts a Slicer
+  extension needs, its icon and screenshot URLs naming files of this repository;
 * when ``cmake`` and a C/C++ compiler are on PATH: the real CMake configures and builds the
   extension against a stand-in Slicer package whose macros copy files the way CTK's
   ``ctkMacroCompilePythonScript`` does, and the resulting scripted-module tree is checked:
-  ``import MedPrepLib`` works from it and the module finds its UI and icon there.
+  ``import MedPrepLib`` works from it, the module finds its UI and icon there, the batch scripts
+  are in ``Batch/`` beside it (and run from there), and the only ``.py`` file at the top of the
+  module folder — where Slicer looks for modules — is ``MedPrep.py``.
 """
 
 from __future__ import annotations
 
+import ast
 import os
 import re
 import shutil
@@ -217,8 +222,13 @@ def test_module_cmake_lists_the_module_its_core_and_resources():
     expected = {"MedPrep.py"} | {
         f"{package}/{n}" for package in MODULE_PACKAGES for n in _python_files(REPO / "MedPrep" / package)
     }
-    assert {p for p in _python_files(REPO / "MedPrep") if "/" in p} <= expected, "a module folder not in MODULE_PACKAGES"
+    batch = {p for p in _python_files(REPO / "MedPrep") if p.startswith("Batch/")}
+    assert {p for p in _python_files(REPO / "MedPrep") if "/" in p} - batch <= expected, (
+        "a module folder not in MODULE_PACKAGES"
+    )
     assert expected - scripts == set(), f"not compiled: {sorted(expected - scripts)}"
+    assert not scripts & batch, "batch scripts are run by path, not compiled as modules"
+    assert "WITH_GENERIC_TESTS" in call, "the generic module tests are registered"
     assert {p for p in _python_files(REPO / "MedPrep") if "/" not in p} == {"MedPrep.py"}, (
         "Slicer loads every .py next to MedPrep.py as a module: put helpers in MedPrepCore/"
     )
@@ -227,6 +237,23 @@ def test_module_cmake_lists_the_module_its_core_and_resources():
     for resource in resources:
         assert (REPO / resource).is_file(), resource
     assert ("slicer_add_python_unittest", ["SCRIPT", "${MODULE_NAME}.py"]) in commands
+    tests = [
+        n.name for n in ast.parse((REPO / "MedPrep" / "MedPrep.py").read_text()).body if isinstance(n, ast.ClassDef)
+    ]
+    assert "MedPrepTest" in tests  # what slicer_add_python_unittest runs from MedPrep.py
+
+
+def test_module_cmake_copies_and_installs_every_batch_script_beside_the_module():
+    lists, commands = evaluate(REPO / "MedPrep" / "CMakeLists.txt")
+    on_disk = {p for p in _python_files(REPO / "MedPrep") if p.startswith("Batch/")}
+    assert {"Batch/export.py", "Batch/export_scene.py"} <= on_disk
+    assert set(lists["MODULE_BATCH_SCRIPTS"]) == on_disk
+    copies = {args[0]: args[1:] for name, args in commands if name == "medprep_copy_beside_module"}
+    assert copies["Copy${MODULE_NAME}BatchScripts"] == ["${CMAKE_CURRENT_SOURCE_DIR}", "${MODULE_BATCH_SCRIPTS}"]
+    assert copies["Copy${MODULE_NAME}ModuleResourceFiles"] == ["${PROJECT_SOURCE_DIR}", "${MODULE_PYTHON_RESOURCES}"]
+    assert ("function", ["medprep_copy_beside_module", "target", "source_dir"]) in commands
+    installs = [args for name, args in commands if name == "install"]
+    assert any("${Slicer_INSTALL_QTSCRIPTEDMODULES_LIB_DIR}/${file_dir}" in args for args in installs)
 
 
 def test_top_level_cmake_is_a_slicer_extension():
@@ -237,6 +264,21 @@ def test_top_level_cmake_is_a_slicer_extension():
     for field in ("HOMEPAGE", "CATEGORY", "CONTRIBUTORS", "DESCRIPTION", "ICONURL", "SCREENSHOTURLS", "DEPENDS"):
         assert lists.get(f"EXTENSION_{field}"), f"EXTENSION_{field} is not set"
     assert lists["EXTENSION_DEPENDS"] == ["NA"]
+    assert lists["EXTENSION_CATEGORY"] == ["Informatics"]  # the module's own category (MedPrep.py)
+    description = " ".join(lists["EXTENSION_DESCRIPTION"])
+    assert "nnU-Net" in description and len(description) > 100
+    homepage = lists["EXTENSION_HOMEPAGE"][0]
+    owner_repo = re.fullmatch(r"https://github\.com/([\w.-]+/[\w.-]+)", homepage)
+    assert owner_repo, homepage
+    for field in ("ICONURL", "SCREENSHOTURLS"):
+        for url in " ".join(lists[f"EXTENSION_{field}"]).split():
+            # the files at the homepage's repository, branch main: they must be in this checkout
+            m = re.fullmatch(r"https://raw\.githubusercontent\.com/([\w.-]+/[\w.-]+)/main/(.+)", url)
+            assert m and m.group(1) == owner_repo.group(1), url
+            picture = REPO / m.group(2)
+            assert picture.is_file(), f"EXTENSION_{field} names {m.group(2)}, which is not in the repository"
+            assert picture.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", f"{picture} is not a PNG"
+    assert lists["EXTENSION_ICONURL"][0].endswith("/Resources/Icons/MedPrep.png")  # the module's icon too
     order = [
         ("find_package", ["Slicer", "REQUIRED"]),
         ("include", ["${Slicer_USE_FILE}"]),
@@ -368,6 +410,25 @@ def test_built_tree_has_library_module_core_and_resources(built_extension):
         REPO / "Resources/Icons/MedPrep.png"
     ).read_bytes()
     assert (built_extension / "unittests.txt").read_text().split() == ["MedPrep.py"]
+    for script in (REPO / "MedPrep" / "Batch").glob("*.py"):
+        assert (lib / "Batch" / script.name).read_bytes() == script.read_bytes(), f"{script.name} not beside the module"
+    # where Slicer looks for scripted modules: the files at the top of the module folder only
+    assert sorted(p.name for p in lib.glob("*.py")) == ["MedPrep.py"]
+
+
+def test_the_batch_export_script_runs_from_the_built_tree(built_extension, tmp_path):
+    pytest.importorskip("slicer", reason="needs the slicer-core wheel (pip install 'medprep[slicer]')")
+    script = built_extension / SCRIPTED_LIB_DIR / "Batch" / "export.py"
+    code = (
+        "import runpy, sys; sys.path.insert(0, sys.argv[1]); import application_stand_ins; "
+        "application_stand_ins.install(sys.argv[3]); sys.argv = [sys.argv[2], '--', '--help']; "
+        "runpy.run_path(sys.argv[0], run_name='__main__')"
+    )
+    stand_ins = str(REPO / "Testing" / "Slicer")
+    result = subprocess.run([sys.executable, "-c", code, stand_ins, str(script), str(tmp_path)], capture_output=True,
+                            text=True, cwd=tmp_path, timeout=120)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "--db DIR" in result.stdout and "--out OUT" in result.stdout
 
 
 def test_medpreplib_imports_from_the_built_tree(built_extension):
