@@ -403,4 +403,21 @@ def test_the_scene_options_are_medprep_exports_that_apply_to_scene_nodes():
     from MedPrepCore.DatasetExport import exportDataset
 
     accepted = set(inspect.signature(exportDataset).parameters)
-    assert set(script["KEYWORDS"].values()) <= accepted
+    assert set(script["KEYWORDS"].values()) | {"volumePairs", "qc", "progressCallback", "log"} <= accepted
+
+
+def test_step_lines_are_one_per_step_not_one_per_file():
+    import io
+
+    load_script(EXPORT)
+    import MedPrepBatch
+
+    stream = io.StringIO()
+    lines = MedPrepBatch.StepLines(stream)
+    for n in range(1, 1001):  # a thousand files read: counts in the label make no new step
+        assert lines(f"reading DICOM headers ({n}/1000)", 0.05 * n / 1000) is False
+    for n in range(1, 11):
+        lines(f"case_{n:04d} done ({n} of 10)", 0.1 + 0.8 * n / 10)
+    text = stream.getvalue().splitlines()
+    assert text[0] == "medprep:   0% reading DICOM headers (1/1000)"
+    assert len(text) == 1 + 9 and all(line.startswith("medprep: ") for line in text)

@@ -129,8 +129,11 @@ def progressReporter():
     """The CLI's progress bar when stderr is a terminal (it draws there), else :class:`StepLines`."""
     from MedPrepLib.cli.progressbar import ProgressBar
 
-    bar = ProgressBar()
-    return bar if bar.enabled else StepLines()
+    try:  # Slicer replaces sys.stderr by its own stream, which may not know isatty
+        terminal = bool(sys.stderr.isatty())
+    except Exception:  # noqa: BLE001
+        terminal = False
+    return ProgressBar(enabled=True) if terminal else StepLines()
 
 
 def wantsVerbose(args: list[str]) -> bool:
