@@ -157,7 +157,8 @@ def main(args: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    sys.path.append(_batchDir())
+    if _batchDir() not in sys.path:  # Slicer's executeFile puts it first already
+        sys.path.append(_batchDir())
     import MedPrepBatch
 
     MedPrepBatch.makeMedPrepImportable(_batchDir())
