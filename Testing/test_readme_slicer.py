@@ -11,22 +11,17 @@ from __future__ import annotations
 
 import json
 import re
-import sys
 import types
 from pathlib import Path
 
 import numpy as np
 import pytest
+import slicer_testing  # noqa: E402  (Testing/ is on sys.path under pytest)
 
-slicer = pytest.importorskip("slicer", reason="needs the slicer-core wheel (pip install 'medprep[slicer]')")
-if not hasattr(slicer, "vtkMRMLScene"):
-    pytest.skip("the 'slicer' module found is not slicer-core (no vtkMRMLScene)", allow_module_level=True)
+slicer = slicer_testing.require()
 
 REPO = Path(__file__).resolve().parents[1]
 README = REPO / "README.md"
-sys.path.insert(0, str(REPO / "MedPrep"))
-sys.path.insert(0, str(REPO / "Testing" / "Slicer"))
-sys.path.insert(0, str(REPO / "Testing"))
 
 import application_stand_ins  # noqa: E402
 import slicer_database  # noqa: E402

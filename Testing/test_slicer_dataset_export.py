@@ -12,20 +12,15 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+import slicer_testing  # noqa: E402  (Testing/ is on sys.path under pytest)
 
-slicer = pytest.importorskip("slicer", reason="needs the slicer-core wheel (pip install 'medprep[slicer]')")
-if not hasattr(slicer, "vtkMRMLScene"):
-    pytest.skip("the 'slicer' module found is not slicer-core (no vtkMRMLScene)", allow_module_level=True)
+slicer = slicer_testing.require()
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "MedPrep"))
-sys.path.insert(0, str(REPO / "Testing" / "Slicer"))
-sys.path.insert(0, str(REPO / "Testing"))
 
 import application_stand_ins  # noqa: E402
 import slicer_database  # noqa: E402
@@ -150,13 +145,7 @@ def writeCases(folder: Path, n: int = 3) -> list[tuple[Path, Path]]:
     return out
 
 
-def loadWithSlicer(scene, path: Path, labelmap: bool = False):
-    node = scene.AddNewNodeByClass("vtkMRMLLabelMapVolumeNode" if labelmap else "vtkMRMLScalarVolumeNode", path.name)
-    storage = scene.AddNewNodeByClass("vtkMRMLVolumeArchetypeStorageNode")
-    storage.SetFileName(str(path))
-    assert storage.ReadData(node) == 1
-    node.SetAndObserveStorageNodeID(storage.GetID())
-    return node
+loadWithSlicer = slicer_testing.load_with_slicer
 
 
 def test_scene_volumes_loaded_from_files_export_as_those_files(scene, tmp_path):

@@ -9,20 +9,15 @@ files and recipe: the same voxels, and each node's IJKToRAS equal to the output 
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+import slicer_testing  # noqa: E402  (Testing/ is on sys.path under pytest)
 
-slicer = pytest.importorskip("slicer", reason="needs the slicer-core wheel (pip install 'medprep[slicer]')")
-if not hasattr(slicer, "vtkMRMLScene"):
-    pytest.skip("the 'slicer' module found is not slicer-core (no vtkMRMLScene)", allow_module_level=True)
+slicer = slicer_testing.require()
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "MedPrep"))
-sys.path.insert(0, str(REPO / "Testing" / "Slicer"))
-sys.path.insert(0, str(REPO / "Testing"))
 
 import application_stand_ins  # noqa: E402
 from cli_run import run_medprep  # noqa: E402
@@ -64,16 +59,7 @@ def ijkToRAS(node) -> np.ndarray:
     return np.array([[m.GetElement(r, c) for c in range(4)] for r in range(4)])
 
 
-def loadWithSlicer(scene, path: Path, labelmap: bool = False):
-    """Load a file as the application would: Slicer's archetype storage node (ITK)."""
-    node = scene.AddNewNodeByClass("vtkMRMLLabelMapVolumeNode" if labelmap else "vtkMRMLScalarVolumeNode", path.stem)
-    storage = scene.AddNewNodeByClass("vtkMRMLVolumeArchetypeStorageNode")
-    storage.SetFileName(str(path))
-    if labelmap:
-        storage.SetCenterImage(0)
-    assert storage.ReadData(node) == 1
-    node.SetAndObserveStorageNodeID(storage.GetID())
-    return node
+loadWithSlicer = slicer_testing.load_with_slicer
 
 
 @pytest.fixture
