@@ -390,6 +390,7 @@ def test_scene_failures_are_one_line(tmp_path):
 
 
 def test_the_scene_options_are_medprep_exports_that_apply_to_scene_nodes():
+    _scene_modules()  # MedPrepCore importable
     _, export = cli_parsers()
     script = load_script(EXPORT_SCENE)
     ours = _actions(script["buildParser"]())
