@@ -88,6 +88,21 @@ def test_export_from_a_database_file_is_byte_identical_to_medprep_export(demoDat
     verifyWithNnunet(report.dataset_folder)
 
 
+def test_panel_default_labels_from_dicom_objects_without_any_is_an_inference_set(demoDatabase, tmp_path):
+    """The panel's DICOM export asks for SEG/RTSTRUCT labels (labelsFrom "auto"); a database
+    without such objects still exports, every case unlabelled in the test part, as the CLI does."""
+    root, _ = demoDatabase
+    report = ModuleLogic().exportDataset(tmp_path / "module", source=root / "db", labelsFrom="auto", qc=False)
+    assert report.exit_code == 0 and len(report.exported) == 6
+    assert len(list((report.dataset_folder / "imagesTs").glob("*.nii.gz"))) == 6
+    assert any("no auto label object" in w for w in report.warnings)
+    argv = DatasetExport.exportCommand(root / "db", tmp_path / "cli", labelsFrom="auto", qc=False)
+    assert argv[2:] == ["--labels-from", "auto", "--no-qc"]
+    result = run_medprep("export", *argv, timeout=600)
+    assert result.returncode == 0, result.stderr
+    assertSameDataset(report.dataset_folder, tmp_path / "cli" / report.dataset_folder.name)
+
+
 def test_database_tree_lists_every_series_with_its_verdict(demoDatabase):
     root, series = demoDatabase
     patients = ModuleLogic().dicomDatabaseTree(root / "db")

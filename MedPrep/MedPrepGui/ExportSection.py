@@ -79,6 +79,7 @@ class ExportSection:
                 str(p.outputFolder),
                 source=dicomSource(p) if fromDicom else None,
                 seriesUids=list(p.dicomSeriesUids) if fromDicom else None,
+                labelsFrom=p.dicomLabelsFrom if fromDicom and p.dicomLabelsFrom != "none" else None,
                 volumePairs=None if fromDicom else list(zip(p.sceneVolumes, p.sceneLabels)),
                 fmt=p.exportFormat,
                 recipe=RecipeFields.recipeForRun(p.recipeJson),

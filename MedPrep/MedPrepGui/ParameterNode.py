@@ -18,6 +18,8 @@ from slicer.parameterNodeWrapper import Choice, WithinRange, parameterNodeWrappe
 from MedPrepLib.export.formats import FORMATS
 
 INPUT_SOURCES = ("dicom", "scene")
+DICOM_LABELS = ("auto", "seg", "rtstruct", "none")
+"""Where a DICOM export's labels come from: ``medprep export --labels-from`` (none: no labels)."""
 """What Export reads: the ticked series of the DICOM tree, or the ticked volumes of the scene."""
 
 CODE_BOUND_FIELDS = {
@@ -42,7 +44,8 @@ class MedPrepParameterNode:
         a segmentation node).
     transformPolicy - a volume under a transform: "refuse" it, or "harden" a linear transform.
     exportFormat, outputFolder, datasetId (0: the lowest free one), datasetName ("": the
-        default), folds, testFraction, seed, labelMapPath, keyFile, qc, overwrite - the dataset
+        default), folds, testFraction, seed, dicomLabelsFrom (a DICOM export's labels: the SEG /
+        RTSTRUCT objects of its series, or "none"), labelMapPath, keyFile, qc, overwrite - the dataset
         export's options (``MedPrepLib.export.runner.export_dataset``).
     """
 
@@ -63,6 +66,7 @@ class MedPrepParameterNode:
     folds: Annotated[int, WithinRange(2, 100)] = 5
     testFraction: Annotated[float, WithinRange(0.0, 0.95)] = 0.0
     seed: Annotated[int, WithinRange(0, 2**31 - 1)] = 0
+    dicomLabelsFrom: Annotated[str, Choice(list(DICOM_LABELS))] = "auto"
     labelMapPath: pathlib.Path
     keyFile: pathlib.Path
     qc: bool = True
