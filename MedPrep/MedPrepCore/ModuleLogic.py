@@ -38,7 +38,14 @@ class ModuleLogic:
         return VolumeNodes.volumeFromNode(inputVolume, transformPolicy=transformPolicy)
 
     def findDicomStacks(self, source: str | os.PathLike, progressCallback: ProgressCallback | None = None):
-        """The image stacks (and skipped files, with reasons) of a DICOM folder or Slicer database."""
+        """The image stacks (and skipped files, with reasons) of a DICOM folder or Slicer database:
+        a :class:`MedPrepLib.dicom.scan.ScanResult` (``stacks``: id, modality, description...;
+        ``skipped``: each left-out file with its reason).
+
+        >>> # logic = slicer.util.getModuleLogic("MedPrep")
+        >>> # found = logic.findDicomStacks(slicer.dicomDatabase.databaseDirectory)
+        >>> # [(s.id, s.modality, s.series_description) for s in found.stacks]
+        """
         return DicomImport.findStacks(source, progressCallback)
 
     dicomDatabaseTree = staticmethod(DicomTree.dicomDatabaseTree)
@@ -58,6 +65,10 @@ class ModuleLogic:
         application's own database: ``slicer.dicomDatabase.databaseDirectory``). ``stackId``: an id
         from :meth:`findDicomStacks` (needed when the source holds several stacks). See
         :func:`MedPrepCore.DicomImport.loadStackNode`.
+
+        >>> # logic = slicer.util.getModuleLogic("MedPrep")
+        >>> # ct = logic.loadDicom("/data/dicom/patient7", stackId="s108fa31dd6")
+        >>> # slicer.util.setSliceViewerLayers(background=ct, fit=True)
         """
         if self.scene is None:
             raise MedPrepError("this logic has no scene to load into", hint="create it as ModuleLogic(scene)")
