@@ -504,8 +504,9 @@ def _describe(stack, slots, slopes, intercepts, array, policy, warnings) -> dict
     # Provenance is written next to the outputs: instances by UID (and frame), never by file name.
     instances = []
     seen: set[int] = set()
+    mosaic = stack.kind == "mosaic"  # a walk over every header: once, not once per slice
     for s in slots:
-        if stack.kind == "mosaic":  # tiles share a file: list each mosaic once, in order
+        if mosaic:  # tiles share a file: list each mosaic once, in order
             if id(s.header) in seen:
                 continue
             seen.add(id(s.header))

@@ -274,7 +274,7 @@ def export_dataset(
     if workers != "auto" and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
         raise ExportError(f"--workers {workers!r}: give a number >= 1 or 'auto'")
     size = auto_workers() if workers == "auto" else workers
-    pool = WorkerPool(size) if size > 1 else None  # started now: worker imports overlap the scan
+    pool = WorkerPool(size, qc=qc) if size > 1 else None  # started now: worker imports overlap the scan
     try:
         report = _export(source, out, pool=pool, fmt=fmt, recipe=recipe, label_map=label_map,
                        labels_dir=labels_dir, cohort=cohort, grid_policy=grid_policy, dataset_id=dataset_id,
@@ -418,6 +418,7 @@ def _export(source, out, *, pool, fmt, recipe, label_map, labels_dir, cohort, gr
             finished(run_job(job))
     else:
         pool.run(jobs, run_job, finished, [layout.folder / sub for sub in ("", *layout.scanned_folders(), QC_FOLDER)])
+        pool.release()  # every case is in: the workers exit while the index is written
 
     # 5. the index, last -----------------------------------------------------------------------
     root.update("writing the index", 0.95)

@@ -61,12 +61,22 @@ def _worker_init(threads: int) -> None:
         pass
 
 
-def _warm_up() -> int:
-    """Import what a case needs while the export is still scanning."""
-    import pydicom  # noqa: F401
+def _warm_up(qc: bool) -> int:
+    """Import what every case needs while the export is still scanning, so that the first case
+    of each worker does not pay for it. Only that: on a machine whose cores are all busy (the
+    scan runs beside the warm-up) an import no case needs is time taken from the scan. pydicom
+    is not among them — the loader reads plain DICOM itself and imports pydicom for the
+    unusual file only — and Pillow (the QC montage) only with QC."""
+    import SimpleITK  # noqa: F401 - the image file headers
 
-    from . import case_job  # noqa: F401 - numpy, SimpleITK, the recipe steps, the writers
-    from .qc import montage  # noqa: F401
+    from .. import imagewriter, sources  # noqa: F401 - the deflate engine (isal), the loaders
+    from ..dicom import load  # noqa: F401 - DICOM stacks, pixels
+    from . import case_job  # noqa: F401 - numpy, the recipe steps, the formats
+
+    if qc:
+        import PIL.Image  # noqa: F401
+
+        from .qc import montage  # noqa: F401
 
     return os.getpid()
 
@@ -74,7 +84,7 @@ def _warm_up() -> int:
 class WorkerPool:
     """``size`` worker processes, started now (see the module doc)."""
 
-    def __init__(self, size: int):
+    def __init__(self, size: int, *, qc: bool = True):
         import multiprocessing
 
         self.size = size
@@ -82,7 +92,7 @@ class WorkerPool:
             size, mp_context=multiprocessing.get_context("spawn"), initializer=_worker_init,
             initargs=(max(1, cpus() // size),),
         )  # fmt: skip
-        self._warming = [self._pool.submit(_warm_up) for _ in range(size)]
+        self._warming = [self._pool.submit(_warm_up, qc) for _ in range(size)]
 
     def run(self, jobs: Iterable, job: Callable, finished: Callable[[dict], None], folders: Iterable[Path]) -> None:
         """Run ``job(j)`` for every j in ``jobs`` (at most two per worker queued), calling
@@ -120,6 +130,11 @@ class WorkerPool:
         for folder in folders:  # ... which go with it
             if Path(folder).is_dir():
                 remove_staging_of(folder, pids)
+
+    def release(self) -> None:
+        """Tell the workers to exit, without waiting for them: once every case is in, their
+        interpreters shut down while this process writes the index."""
+        self._pool.shutdown(wait=False, cancel_futures=True)
 
     def close(self) -> None:
         """Let the workers finish what they have and exit."""

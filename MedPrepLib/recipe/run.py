@@ -21,6 +21,7 @@ description) triples for undoing geometric steps in reverse order.
 
 from __future__ import annotations
 
+import functools
 import os
 import platform
 from dataclasses import dataclass
@@ -54,19 +55,37 @@ def describe(volume: Volume | None) -> dict | None:
     return {"geometry": volume.geometry.to_dict(), "shape": list(volume.shape), "dtype": str(volume.dtype)}
 
 
-def software_versions() -> dict[str, str]:
-    import scipy
-    import SimpleITK as sitk
+def _installed_version(package: str, module: str) -> str:
+    """The installed version of ``package``, read from its metadata (importing a library as
+    large as SimpleITK or scipy only for its version costs a tenth of a second)."""
+    from importlib.metadata import PackageNotFoundError, version
 
+    try:
+        return version(package)
+    except PackageNotFoundError:  # not installed as a distribution (a source build on sys.path)
+        import importlib
+
+        imported = importlib.import_module(module)
+        return imported.Version.VersionString() if module == "SimpleITK" else imported.__version__
+
+
+@functools.lru_cache(maxsize=1)
+def _versions() -> tuple[tuple[str, str], ...]:
     from .. import __version__
 
-    return {
-        "medprep": __version__,
-        "numpy": np.__version__,
-        "SimpleITK": sitk.Version.VersionString(),
-        "scipy": scipy.__version__,
-        "python": platform.python_version(),
-    }
+    return (
+        ("medprep", __version__),
+        ("numpy", np.__version__),
+        ("SimpleITK", _installed_version("SimpleITK", "SimpleITK")),
+        ("scipy", _installed_version("scipy", "scipy")),
+        ("python", platform.python_version()),
+    )
+
+
+def software_versions() -> dict[str, str]:
+    """The versions of what computes a recipe's outputs (recorded in its provenance); read once
+    per process."""
+    return dict(_versions())
 
 
 def run_recipe(
