@@ -138,21 +138,14 @@ def segmentationOnVolume(segmentationNode, referenceVolume):
 
 def labelTableFor(labelMap, names):
     """The :class:`~MedPrepLib.segmentation.label_table.SegmentLabelTable` of ``labelMap`` — a
-    table, its JSON dict or a label map file — or, without one, every segment name of ``names``
-    in alphabetical order (values 1, 2, ...), as the export does."""
-    from MedPrepLib.segmentation.label_table import (
-        SegmentLabelTable,
-        parse_segment_label_map,
-        read_segment_label_map,
-    )
+    table, its JSON dict or a label map file — or, without one (``None``, or an unset path
+    field: ``""``, ``"."``), every segment name of ``names`` in alphabetical order (values 1,
+    2, ...), as the export does."""
+    from MedPrepLib.segmentation.label_table import SegmentLabelTable, segment_label_table
 
-    if isinstance(labelMap, SegmentLabelTable):
-        return labelMap
-    if isinstance(labelMap, dict):
-        return parse_segment_label_map(labelMap)
-    if isinstance(labelMap, (str, os.PathLike)) and str(labelMap) not in ("", "."):
-        return read_segment_label_map(labelMap)
-    return SegmentLabelTable.from_names(names)
+    if isinstance(labelMap, (str, os.PathLike)) and str(labelMap) in ("", "."):
+        labelMap = None
+    return segment_label_table(labelMap) or SegmentLabelTable.from_names(names)
 
 
 def labelVolumeFromSegmentation(segmentationNode, referenceVolume, labelMap=None):

@@ -296,7 +296,9 @@ def _export(source, out, *, pool, fmt, recipe, label_map, labels_dir, cohort, gr
             overwrite, qc, source_options, command, root, say, warnings) -> ExportReport:  # fmt: skip
     """The body of :func:`export_dataset`, with the worker pool (or ``None``) already starting."""
     # 1. the cases ------------------------------------------------------------------------------
-    segment_table = _segment_table(label_map)
+    from ..segmentation.label_table import segment_label_table
+
+    segment_table = segment_label_table(label_map)  # the label map plus the structure-name rules (one file serves both)
     if not isinstance(source, SourceCases):
         from .source_reader import read_source
 
@@ -425,20 +427,6 @@ def _export(source, out, *, pool, fmt, recipe, label_map, labels_dir, cohort, gr
     return _finish(report, layout, cases, records, part, plan, recipes, statistics, label_rules, source,
                    warnings, folds=folds, seed=seed, stratify=stratify, qc=qc, command=command,
                    segment_table=segment_table)  # fmt: skip
-
-
-def _segment_table(label_map):
-    """The dataset's label map as a SegmentLabelTable (the export's label map plus the
-    structure-name rules of segmentation objects; one file serves both), or ``None``."""
-    if label_map is None:
-        return None
-    from ..segmentation.label_table import SegmentLabelTable, parse_segment_label_map, read_segment_label_map
-
-    if isinstance(label_map, SegmentLabelTable):
-        return label_map
-    if isinstance(label_map, dict):
-        return parse_segment_label_map(label_map)
-    return read_segment_label_map(label_map)
 
 
 def _label_table(segment_table, cases: list[SourceCase], warnings: list[str]):

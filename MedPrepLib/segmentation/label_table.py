@@ -311,6 +311,16 @@ def read_segment_label_map(path: str | os.PathLike) -> SegmentLabelTable:
     return parse_segment_label_map(read_json(path, what="label map", invalid=ExportError), where="label map")
 
 
+def segment_label_table(label_map) -> SegmentLabelTable | None:
+    """The label map an export or a caller was given — a :class:`SegmentLabelTable`, its JSON
+    dict or a label map file — as a table; ``None`` for none."""
+    if label_map is None or isinstance(label_map, SegmentLabelTable):
+        return label_map
+    if isinstance(label_map, dict):
+        return parse_segment_label_map(label_map)
+    return read_segment_label_map(label_map)
+
+
 # -- one segmentation -> one label map --------------------------------------------------------
 @dataclass
 class LabelReport:
