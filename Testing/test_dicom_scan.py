@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import multiprocessing
 import os
 import shutil
+import threading
 
 import pytest
 from conftest import corpus_case_dir, corpus_cases
@@ -199,6 +201,40 @@ def test_parallel_reading_gives_the_same_result(tmp_path, monkeypatch):
     assert serial == parallel and len(serial["series"]) == 2
 
 
+@contextlib.contextmanager
+def _another_thread():
+    stop = threading.Event()
+    thread = threading.Thread(target=stop.wait, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+
+
+def test_a_process_with_threads_is_not_forked(tmp_path, monkeypatch):
+    # Forking copies the locks other threads hold (an export's starting worker pool has two):
+    # the forked reader can hang on one. With a thread alive, workers come from a forkserver,
+    # and only for very large folders when the caller does not ask for them.
+    monkeypatch.setattr(scan_module, "_CHUNK", 4)
+    write_ct_series(tmp_path / "one", 6)
+    write_ct_series(tmp_path / "two", 5)
+    serial = scan(tmp_path, cache=False, workers=1).to_json_dict()
+    with _another_thread():
+        assert not scan_module._safe_to_fork()
+        pool = scan_module._executor(2)
+        assert pool._mp_context.get_start_method() == "forkserver"
+        pool.shutdown()
+        assert scan_module._default_workers(scan_module.PARALLEL_MIN_FILES) == 1
+        assert scan_module._default_workers(scan_module.PARALLEL_MIN_FILES_FRESH) > 1 or os.cpu_count() == 1
+        assert scan(tmp_path, cache=False, workers=2).to_json_dict() == serial
+    if scan_module._safe_to_fork():  # pytest itself may have threads left by an earlier test
+        pool = scan_module._executor(2)
+        assert pool._mp_context.get_start_method() == "fork"
+        pool.shutdown()
+
+
 def test_missing_path_is_an_input_error(tmp_path):
     with pytest.raises(InputError):
         scan(tmp_path / "missing", cache=False)
@@ -336,6 +372,8 @@ def _die_in_worker(paths):
 
 
 def test_a_crashing_worker_does_not_lose_files(tmp_path, monkeypatch, caplog):
+    if not scan_module._safe_to_fork():
+        pytest.skip("this pytest process has other threads: the workers would not be forked, and the patch not seen")
     monkeypatch.setattr(scan_module, "_CHUNK", 3)
     monkeypatch.setattr(scan_module, "_read_chunk", _die_in_worker)
     write_ct_series(tmp_path, 10)

@@ -10,7 +10,10 @@ folders) are not read and are listed as ``not_dicom`` with a detail saying so.
 
 Header reading runs in worker processes for large folders (pydicom holds the GIL, so
 threads do not help); small folders are read in-process, where the fast parser is quicker
-than starting workers. Progress is reported through ``progress(label, fraction)``, which
+than starting workers. The workers are forked only from a process without other threads (a
+fork copies every lock some other thread may be holding, and the child can hang on it); a
+process with threads (an export whose worker pool is starting, Slicer, VTK) starts them from
+a fresh ``forkserver`` process, which costs more, so it does so only for very large folders. Progress is reported through ``progress(label, fraction)``, which
 may return True to cancel (:class:`~MedPrepLib.errors.CancelledError`).
 """
 
@@ -44,8 +47,10 @@ log = logging.getLogger(__name__)
 _JUNK_FILES = {"thumbs.db", "desktop.ini", "ehthumbs.db", "icon\r"}
 _JUNK_DIRS = {"__macosx", "$recycle.bin", "system volume information"}
 
-# Below this many files to read, reading in-process beats starting worker processes.
+# Below this many files to read, reading in-process beats starting worker processes
+# (about 75 us per file in-process): forked ones, and fresh ones when this process has threads.
 PARALLEL_MIN_FILES = 2000
+PARALLEL_MIN_FILES_FRESH = 20000
 _CHUNK = 200
 
 SPACING_TOL_MM = 0.02
@@ -260,14 +265,27 @@ def _read_chunk(paths: list[str]) -> list[FileHeader | Skipped]:
     return [read_one(p) for p in paths]
 
 
+def _safe_to_fork() -> bool:
+    """True when forking this process copies no other thread's state (Linux, one Python thread)."""
+    import threading
+
+    return sys.platform.startswith("linux") and threading.active_count() == 1
+
+
 def _executor(workers: int) -> Executor:
-    # fork is cheap and inherits the imports (Linux); elsewhere the platform's default (spawn).
-    method = "fork" if sys.platform.startswith("linux") else None
-    return ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context(method))
+    # fork is cheap and inherits the imports, but only safe without other threads; otherwise a
+    # clean single-threaded server forks the workers (forkserver), or the platform's default.
+    if _safe_to_fork():
+        return ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("fork"))
+    method = "forkserver" if sys.platform.startswith("linux") else None
+    context = multiprocessing.get_context(method)
+    if method == "forkserver":
+        context.set_forkserver_preload([__name__])
+    return ProcessPoolExecutor(max_workers=workers, mp_context=context)
 
 
 def _default_workers(n: int) -> int:
-    if n < PARALLEL_MIN_FILES or "slicer" in sys.modules:
+    if "slicer" in sys.modules or n < (PARALLEL_MIN_FILES if _safe_to_fork() else PARALLEL_MIN_FILES_FRESH):
         # Small jobs: starting processes costs more than it saves. Inside Slicer (Qt, an
         # embedded interpreter) worker processes are not safe to fork or spawn.
         return 1
@@ -404,7 +422,8 @@ def scan(
         folder (the index goes there, e.g. beside the data), a ``.sqlite`` path, or
         False/None (no cache). See :mod:`MedPrepLib.dicom.index`.
     workers:
-        Processes reading headers; None chooses (1 below ``PARALLEL_MIN_FILES`` files).
+        Processes reading headers; None chooses (1 below ``PARALLEL_MIN_FILES`` files, or below
+        ``PARALLEL_MIN_FILES_FRESH`` when this process has other threads).
     progress:
         ``(label, fraction) -> True to cancel``.
 
