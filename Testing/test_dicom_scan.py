@@ -381,3 +381,43 @@ def test_a_crashing_worker_does_not_lose_files(tmp_path, monkeypatch, caplog):
         result = scan(tmp_path, cache=False, workers=2)
     assert [len(s.headers) for s in result.stacks] == [10] and not result.skipped
     assert any("process died" in r.getMessage() for r in caplog.records)
+
+
+class _CountingPool:
+    """A lent pool of threads that counts what it is given; ``stuck`` workers never answer
+    (a worker still busy with something else)."""
+
+    def __init__(self, stuck: bool = False, broken: bool = False):
+        from concurrent.futures import Future, ThreadPoolExecutor
+
+        self._threads = ThreadPoolExecutor(2)
+        self._future = Future
+        self.stuck, self.broken, self.submitted = stuck, broken, 0
+
+    def submit(self, fn, *args):
+        if self.broken:
+            raise RuntimeError("cannot schedule new futures after shutdown")
+        self.submitted += 1
+        return self._future() if self.stuck else self._threads.submit(fn, *args)
+
+
+@pytest.mark.parametrize("kind", ["working", "stuck", "broken"])
+def test_header_reading_shares_with_lent_workers(tmp_path, monkeypatch, kind):
+    # An export lends its worker pool to the scan: the headers are read here and there at
+    # once; a pool that never answers or cannot take work costs no file and no waiting.
+    monkeypatch.setattr(scan_module, "_CHUNK", 4)
+    monkeypatch.setattr(scan_module, "HELPERS_MIN_FILES", 8)
+    write_ct_series(tmp_path / "one", 9)
+    write_ct_series(tmp_path / "two", 8)
+    serial = scan(tmp_path, cache=False, workers=1).to_json_dict()
+    pool = _CountingPool(stuck=kind == "stuck", broken=kind == "broken")
+    seen = []
+    with scan_module.header_helpers(pool, 2):
+        shared = scan(tmp_path, cache=False, progress=lambda label, f: seen.append(label)).to_json_dict()
+    assert shared == serial and len(shared["series"]) == 2
+    assert [label for label in seen if "reading DICOM headers (" in label][-1] == "reading DICOM headers (17/17)"
+    assert pool.submitted == (0 if kind == "broken" else 4)  # two in flight per worker at most
+    with scan_module.header_helpers(pool, 2):  # an explicit worker count is the caller's choice
+        before = pool.submitted
+        assert scan(tmp_path, cache=False, workers=1).to_json_dict() == serial
+        assert pool.submitted == before

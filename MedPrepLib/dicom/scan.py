@@ -13,21 +13,26 @@ threads do not help); small folders are read in-process, where the fast parser i
 than starting workers. The workers are forked only from a process without other threads (a
 fork copies every lock some other thread may be holding, and the child can hang on it); a
 process with threads (an export whose worker pool is starting, Slicer, VTK) starts them from
-a fresh ``forkserver`` process, which costs more, so it does so only for very large folders. Progress is reported through ``progress(label, fraction)``, which
+a fresh ``forkserver`` process, which costs more, so it does so only for very large folders.
+A caller that already runs worker processes (an export) lends them with
+:func:`header_helpers`: the headers are then read by this process and those workers together. Progress is reported through ``progress(label, fraction)``, which
 may return True to cancel (:class:`~MedPrepLib.errors.CancelledError`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import multiprocessing
 import os
 import statistics
 import sys
-from collections.abc import Iterable
+from collections import deque
+from collections.abc import Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Executor, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -51,6 +56,7 @@ _JUNK_DIRS = {"__macosx", "$recycle.bin", "system volume information"}
 # (about 75 us per file in-process): forked ones, and fresh ones when this process has threads.
 PARALLEL_MIN_FILES = 2000
 PARALLEL_MIN_FILES_FRESH = 20000
+HELPERS_MIN_FILES = 1000  # with lent workers (no start-up cost): from a few chunks on
 _CHUNK = 200
 
 SPACING_TOL_MM = 0.02
@@ -292,6 +298,68 @@ def _default_workers(n: int) -> int:
     return max(1, min(os.cpu_count() or 1, 8))
 
 
+_HELPERS: ContextVar = ContextVar("medprep_header_helpers", default=None)
+
+
+@contextlib.contextmanager
+def header_helpers(pool, size: int) -> Iterator[None]:
+    """Within this block, header reading shares its work with ``pool``: running worker
+    processes (anything with ``submit(fn, *args)`` returning a future, e.g. an export's worker
+    pool) of which ``size`` can read at once. Pickled work: lists of paths, headers back."""
+    token = _HELPERS.set((pool, max(1, int(size))))
+    try:
+        yield
+    finally:
+        _HELPERS.reset(token)
+
+
+def _read_shared(chunks: list[list[FileKey]], pool, size: int, finish) -> None:
+    """Read ``chunks`` here and in the lent ``pool`` at once: the pool takes chunks from the
+    front (two in flight per worker, so that a worker still busy elsewhere holds back little),
+    this process from the back; at the end this process also reads whatever the pool has not
+    returned yet, and the first result of a chunk counts (both are the same headers)."""
+    queue = deque(range(len(chunks)))
+    pending: dict[Future, int] = {}
+    finished: set[int] = set()
+
+    def take(i: int, out: list[FileHeader | Skipped]) -> None:
+        if i not in finished:
+            finished.add(i)
+            finish(chunks[i], out)
+
+    def collect() -> None:
+        for future in [f for f in pending if f.done()]:
+            i = pending.pop(future)
+            try:
+                take(i, future.result())
+            except Exception as exc:  # a broken or busy pool: read it here
+                log.debug("a lent header reader failed (%s); reading its chunk here", exc)
+                take(i, _read_chunk([k[0] for k in chunks[i]]))
+
+    lending = True
+    try:
+        while queue:
+            while lending and queue and len(pending) < 2 * size:
+                try:
+                    pending[pool.submit(_read_chunk, [k[0] for k in chunks[queue[0]]])] = queue[0]
+                except Exception as exc:  # the pool is shut or broken: the rest is read here
+                    log.debug("header reading cannot use the lent workers (%s)", exc)
+                    lending = False
+                    break
+                queue.popleft()
+            collect()
+            if queue:
+                i = queue.pop()
+                take(i, _read_chunk([k[0] for k in chunks[i]]))
+        for i in sorted(pending.values()):  # nothing left to hand out: do not wait for the pool
+            collect()
+            if i not in finished:
+                take(i, _read_chunk([k[0] for k in chunks[i]]))
+    finally:
+        for future in pending:
+            future.cancel()
+
+
 def read_headers(
     keys: list[FileKey], *, workers: int | None = None, progress: Progress | None = None, store=None
 ) -> dict[str, FileHeader | Skipped]:
@@ -302,6 +370,7 @@ def read_headers(
     """
     progress = progress or Progress()
     n = len(keys)
+    workers_given = workers
     workers = _default_workers(n) if workers is None else max(1, int(workers))
     results: dict[str, FileHeader | Skipped] = {}
     chunks = [keys[i : i + _CHUNK] for i in range(0, n, _CHUNK)]
@@ -316,6 +385,10 @@ def read_headers(
         done += len(chunk)
         progress.update(f"reading DICOM headers ({done}/{n})", done / n if n else 1.0)
 
+    helpers = _HELPERS.get() if workers_given is None else None
+    if helpers is not None and n >= HELPERS_MIN_FILES:
+        _read_shared(chunks, *helpers, finish)
+        return results
     if workers == 1 or len(chunks) < 2:
         for chunk in chunks:
             finish(chunk, _read_chunk([k[0] for k in chunk]))

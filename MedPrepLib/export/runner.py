@@ -26,6 +26,7 @@ the dataset, is the exception) and none appears in progress labels or warnings.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import dataclasses
 import io
@@ -39,6 +40,7 @@ from typing import Any
 
 from .. import __version__
 from ..atomic import atomic_write_text, remove_stale_staging
+from ..dicom.scan import header_helpers
 from ..errors import (
     CancelledError,
     ExportError,
@@ -276,12 +278,13 @@ def export_dataset(
     size = auto_workers() if workers == "auto" else workers
     pool = WorkerPool(size, qc=qc) if size > 1 else None  # started now: worker imports overlap the scan
     try:
-        report = _export(source, out, pool=pool, fmt=fmt, recipe=recipe, label_map=label_map,
-                       labels_dir=labels_dir, cohort=cohort, grid_policy=grid_policy, dataset_id=dataset_id,
-                       dataset_name=dataset_name, allow_reserved_id=allow_reserved_id, folds=folds,
-                       test_fraction=test_fraction, seed=seed, stratify=stratify, key_file=key_file, secret=secret,
-                       prefix=prefix, overwrite=overwrite, qc=qc, source_options=source_options, command=command,
-                       root=root, say=say, warnings=warnings)  # fmt: skip
+        with header_helpers(pool, pool.size) if pool is not None else contextlib.nullcontext():
+            report = _export(source, out, pool=pool, fmt=fmt, recipe=recipe, label_map=label_map,
+                           labels_dir=labels_dir, cohort=cohort, grid_policy=grid_policy, dataset_id=dataset_id,
+                           dataset_name=dataset_name, allow_reserved_id=allow_reserved_id, folds=folds,
+                           test_fraction=test_fraction, seed=seed, stratify=stratify, key_file=key_file, secret=secret,
+                           prefix=prefix, overwrite=overwrite, qc=qc, source_options=source_options, command=command,
+                           root=root, say=say, warnings=warnings)  # fmt: skip
     except BaseException:
         if pool is not None:
             pool.kill()  # stop at once; a run over its cases already removed its workers' staging

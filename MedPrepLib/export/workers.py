@@ -2,7 +2,7 @@
 
 :class:`WorkerPool` starts its processes (``spawn``: a fresh interpreter each, no inherited
 threads) as soon as the export knows it will want them, before the source is scanned, so that
-their imports overlap the scan. Each worker gets ``MEDPREP_THREADS`` = its share of the CPUs,
+their imports overlap the scan, and then lends them to the scan's header reading. Each worker gets ``MEDPREP_THREADS`` = its share of the CPUs,
 ignores Ctrl-C (the export decides) and dies with the export (``PR_SET_PDEATHSIG`` on Linux), so
 a killed export leaves no process writing into the dataset. When the export stops early, the
 workers are killed and the staging folders they were writing into are removed.
@@ -119,6 +119,11 @@ class WorkerPool:
             initargs=(max(1, cpus() // size),),
         )  # fmt: skip
         self._warming = [self._pool.submit(_warm_up, qc) for _ in range(size)]
+
+    def submit(self, fn: Callable, *args):
+        """Run ``fn(*args)`` in a worker (a small task, e.g. DICOM headers read while the export
+        still scans: see :func:`MedPrepLib.dicom.scan.header_helpers`); returns its future."""
+        return self._pool.submit(fn, *args)
 
     def run(self, jobs: Iterable, job: Callable, finished: Callable[[dict], None], folders: Iterable[Path]) -> None:
         """Run ``job(j)`` for every j in ``jobs`` (at most two per worker queued), calling
