@@ -22,6 +22,7 @@ byte-identical). The deflate engine is ISA-L (the ``isal`` package, a dependency
 wheels: about four times zlib's speed at level 1, for a few percent of size) and the standard
 library's zlib otherwise; both write standard gzip/zlib streams that every reader takes, but
 their bytes differ, so :func:`deflate_engine` names the one in use (export provenance records it).
+Large files go to disk past the page cache where the filesystem allows (:mod:`.directio`).
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from pathlib import Path
 import numpy as np
 
 from .atomic import output_error, publish, staging_folder, write_chunks
+from .directio import open_for_writing
 from .errors import InputError
 from .volume import Volume
 
@@ -243,7 +245,7 @@ def _stream(
     heads (NRRD), ``"all"`` the whole file one gzip stream (``.nii.gz``).
     """
     try:
-        with open(staged, "wb") as raw:
+        with open_for_writing(staged, data.nbytes if data is not None else 0) as raw:  # large: past the page cache
             f = _Hashing(raw, hasher) if hasher is not None else raw
             compressor = _compressor(level, 31) if gzip else None
             for head in heads:
