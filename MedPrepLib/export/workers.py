@@ -10,9 +10,10 @@ workers are killed and the staging folders they were writing into are removed.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from pathlib import Path
 
@@ -75,6 +76,31 @@ def _keep_freed_memory() -> None:
         pass
 
 
+LIBRARY_THREAD_VARIABLES = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+"""How many threads numpy's BLAS (and OpenMP code) starts, read once when it loads."""
+
+
+@contextlib.contextmanager
+def _library_threads(threads: int) -> Iterator[None]:
+    """Spawn workers whose BLAS and OpenMP thread pools have their share of the CPUs.
+
+    numpy's OpenBLAS starts a thread per CPU in every process, and those threads spin for a
+    while after each (tiny: 3 x 3) matrix product: two workers' spinning threads took CPU from
+    the other worker's case. The variables must be set before the worker imports numpy, so they
+    are set here, in this process, while the workers start, and then put back. A value the user
+    set is kept."""
+    saved = {name: os.environ.get(name) for name in LIBRARY_THREAD_VARIABLES}
+    for name, value in saved.items():
+        if value is None:
+            os.environ[name] = str(threads)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+
+
 def _worker_init(threads: int) -> None:
     os.environ["MEDPREP_THREADS"] = str(threads)
     _keep_freed_memory()
@@ -104,6 +130,9 @@ def _warm_up(qc: bool) -> int:
 
         from .qc import montage  # noqa: F401
 
+    import gc
+
+    gc.freeze()  # what is imported lives as long as the worker: no garbage collection walks it again
     return os.getpid()
 
 
@@ -114,11 +143,12 @@ class WorkerPool:
         import multiprocessing
 
         self.size = size
+        threads = max(1, cpus() // size)
         self._pool = ProcessPoolExecutor(
-            size, mp_context=multiprocessing.get_context("spawn"), initializer=_worker_init,
-            initargs=(max(1, cpus() // size),),
+            size, mp_context=multiprocessing.get_context("spawn"), initializer=_worker_init, initargs=(threads,),
         )  # fmt: skip
-        self._warming = [self._pool.submit(_warm_up, qc) for _ in range(size)]
+        with _library_threads(threads):  # the workers start now, with this environment
+            self._warming = [self._pool.submit(_warm_up, qc) for _ in range(size)]
 
     def submit(self, fn: Callable, *args):
         """Run ``fn(*args)`` in a worker (a small task, e.g. DICOM headers read while the export
