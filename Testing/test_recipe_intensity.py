@@ -39,6 +39,42 @@ def test_pad_to_air_sets_padding_and_out_of_field_voxels_to_air():
     assert res.image.array.ravel().tolist() == [-3024, -1024, -2000, -1999, -1000, 0, 40]
 
 
+@pytest.mark.parametrize("dtype", [np.int16, np.uint16, np.int32, np.uint8, np.float32])
+@pytest.mark.parametrize(
+    "params",
+    [
+        {},
+        {"threshold": -2000.5, "padding_value": -1000.5},  # fractional: compares as in real numbers
+        {"threshold": -1e6, "padding_value": 70000},  # below / beyond every integer dtype
+        {"threshold": 1e6, "air": 0},  # every voxel at or below
+        {"threshold": 99.0, "padding_value": 200, "air": 0},
+        {"out_of_field": False, "padding_value": 3},
+    ],
+)
+def test_pad_to_air_on_integer_images_selects_what_real_numbers_would(dtype, params):
+    # Integer images are compared in their own dtype (no float64 copy of each block): the
+    # voxels replaced must be exactly those the comparison in real numbers picks.
+    info = np.iinfo(dtype) if np.dtype(dtype).kind in "iu" else np.finfo(dtype)
+    values = np.array([-3024, -2048, -2001, -2000, -1999, -1000, 0, 3, 99, 100, 200, 255, 3000, 70000], np.float64)
+    values = values[(values >= info.min) & (values <= info.max)]
+    a = np.resize(values, (2, 3, 20)).astype(dtype)
+    step = {"op": "pad_to_air", "padding_value": "none", **params}
+    threshold, air = step.get("threshold", -2000.0), step.get("air", -1000.0)
+    if air < info.min:  # air -1000 does not fit an unsigned image: refused, saying so
+        with pytest.raises(RecipeError, match="air value -1000 does not fit"):
+            run([step], Volume(a))
+        return
+    res = run([step], Volume(a))
+    expect = np.zeros(a.shape, bool)
+    if step.get("out_of_field", True):
+        expect |= a.astype(np.float64) <= threshold
+    if step["padding_value"] != "none":
+        expect |= a.astype(np.float64) == float(step["padding_value"])
+    assert res.image.dtype == dtype
+    assert np.array_equal(res.image.array, np.where(expect, np.array(air).astype(dtype), a))
+    assert res.provenance["steps"][0]["record"]["voxels_set_to_air"] == int(expect.sum())
+
+
 def test_pad_to_air_maps_the_loaders_stored_padding_value_through_the_rescale():
     a = np.array([[[-3024, -1024, -1000, 0, 40]]], np.int16)
     meta = {"pixel_padding_value": 0, "provenance": {"rescale": {"slope": 1.0, "intercept": -1024.0}}}

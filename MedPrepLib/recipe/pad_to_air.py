@@ -5,6 +5,7 @@ See the class docstring for units and the record; parameters: ``docs/recipes.md`
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -61,17 +62,23 @@ class PadToAir(Step):
             pads = [float(self.padding_value)]
         a = image.array
         out = output_array(image, ctx, a.dtype)
-        air = a.dtype.type(self.air)
         if a.dtype.kind in "iu" and not np.can_cast(np.min_scalar_type(int(self.air)), a.dtype):
             raise RecipeError(f"{ctx.where}: air value {self.air:g} does not fit the image's {a.dtype}")
+        air = a.dtype.type(self.air)
 
         # a padding value at or below the threshold is already caught by it: one comparison less
         extra = [pad for pad in pads if not (self.out_of_field and pad <= self.threshold)]
+        threshold, extra = _in_dtype(a.dtype, self.threshold, extra)
 
         def fn(src, dst):
             if src is not dst:
                 np.copyto(dst, src)
-            m = src <= self.threshold if self.out_of_field else np.zeros(src.shape, bool)
+            if not self.out_of_field or threshold is None:
+                m = np.zeros(src.shape, bool)
+            elif threshold is True:
+                m = np.ones(src.shape, bool)
+            else:
+                m = src <= threshold
             for pad in extra:
                 m |= src == pad
             np.copyto(dst, air, where=m)
@@ -80,6 +87,26 @@ class PadToAir(Step):
         replaced = sum(blockwise(fn, a, out))
         record = {"padding_values": pads, "voxels_set_to_air": replaced}
         return image.with_array(out), label, record
+
+
+def _in_dtype(dtype: np.dtype, threshold: float, pads: list[float]):
+    """The threshold and padding values as scalars of an integer image's own dtype, so that
+    comparing a block costs no conversion of it to float64 (``src <= -2000.5`` holds exactly
+    where ``src <= -2001``). The threshold becomes None when no voxel can be at or below it
+    and True when every voxel is; padding values no voxel can equal are dropped. Float images
+    get them as they are."""
+    if dtype.kind not in "iu":
+        return threshold, pads
+    info = np.iinfo(dtype)
+    at_or_below = math.floor(threshold)
+    if at_or_below < info.min:
+        bound = None
+    elif at_or_below >= info.max:
+        bound = True
+    else:
+        bound = dtype.type(at_or_below)
+    kept = [dtype.type(int(p)) for p in pads if float(p).is_integer() and info.min <= p <= info.max]
+    return bound, kept
 
 
 def series_padding_values(metadata: dict, where: str) -> list[float]:
