@@ -187,7 +187,7 @@ def _skip_item(r: _Reader, pos: int, implicit: bool) -> int:
             pos += length
 
 
-def _walk_top(r: _Reader, pos: int, implicit: bool, out: RawHeader) -> None:
+def _walk_top(r: _Reader, pos: int, implicit: bool, out: RawHeader, special_map: dict[int, str] = _SPECIAL) -> None:
     """Walk the top-level data set from ``pos`` to the pixel data, keeping the WANTED elements.
 
     The hot loop of the scan: element headers are unpacked straight from the reader's window,
@@ -197,7 +197,7 @@ def _walk_top(r: _Reader, pos: int, implicit: bool, out: RawHeader) -> None:
     head_explicit = _HEAD_EXPLICIT.unpack_from
     head_implicit = _HEAD_IMPLICIT.unpack_from
     u32 = _U32.unpack_from
-    special = _SPECIAL.get
+    special = special_map.get
     short_vrs, long_vrs = _SHORT_VR_CODES, _LONG_VR_CODES
     elements = out.elements
     data, base = r.data, r.base
@@ -259,8 +259,9 @@ def _walk_top(r: _Reader, pos: int, implicit: bool, out: RawHeader) -> None:
             pos += length
 
 
-def parse_raw(path: str | os.PathLike) -> RawHeader:
-    """Read the kept elements of a plain Part-10 little-endian file; raise Declined otherwise."""
+def parse_raw(path: str | os.PathLike, special_map: dict[int, str] = _SPECIAL) -> RawHeader:
+    """Read the kept elements of a plain Part-10 little-endian file; raise Declined otherwise.
+    ``special_map``: tag -> the VR to keep it as, ``"pixels"`` (stop) or ``"decline"``."""
     with open(path, "rb", buffering=0) as f:
         r = _Reader(f)
         if len(r.data) < 144 or r.data[128:132] != b"DICM":
@@ -297,7 +298,7 @@ def parse_raw(path: str | os.PathLike) -> RawHeader:
         st = os.fstat(f.fileno())
         out.size, out.mtime_ns = st.st_size, st.st_mtime_ns
         try:
-            _walk_top(r, pos, implicit, out)
+            _walk_top(r, pos, implicit, out, special_map)
             if out.pixel_data_length is None and out.pixel_data_offset is not None:
                 out.complete = _header._encapsulated_complete(f, out.pixel_data_offset, st.st_size, False)
         except struct.error as exc:
@@ -491,3 +492,35 @@ def read_header_fast(path: str | os.PathLike) -> FileHeader:
         return header_from_raw(raw, p, raw.size, raw.mtime_ns)
     except (Declined, OSError):
         return _header.read_header(p)
+
+
+# -- a few more top-level elements, for whoever needs them (the patient of a study) -------------
+
+_TEXT_VRS = frozenset("AE AS CS DA DT LO PN SH ST TM UI".split())
+
+
+def read_elements(path: str | os.PathLike, elements: dict[str, tuple[int, str]]) -> dict[str, object]:
+    """The top-level ``elements`` (keyword -> (tag, VR)) of a plain Part-10 file, by keyword,
+    as pydicom's ``Dataset.get`` gives them for plain text: ``str`` for text (a person name as
+    its one string), ``float``/``int`` for DS/IS, a list for several numbers; absent elements
+    are left out. Raises :class:`Declined` for everything else, so that the caller asks pydicom:
+    the file cases :func:`parse_raw` declines, text that is not plain ASCII (another character
+    set, ISO 2022 escapes), a backslash in text (pydicom splits it into a list), an element
+    whose VR is not the expected one. ``Testing/test_dicom_fastheader.py`` checks on every
+    corpus file that the answers equal pydicom's or that the file was declined."""
+    for _, (_, vr) in elements.items():
+        if vr not in _TEXT_VRS and vr not in ("DS", "IS"):
+            raise ValueError(f"read_elements reads text, DS and IS elements, not {vr}")
+    special = {tag: vr for tag, vr in elements.values()}
+    special[_PIXEL_DATA] = "pixels"
+    raw = parse_raw(path, special)
+    out: dict[str, object] = {}
+    for keyword, (tag, vr) in elements.items():
+        found = raw.elements.get(tag)
+        if found is None:
+            continue
+        data = found[1]
+        if vr in _TEXT_VRS and (b"\\" in data or b"\x1b" in data):
+            raise Declined(f"{keyword}: several values or an escape sequence")
+        out[keyword] = convert(vr, data, tag)
+    return out

@@ -213,7 +213,32 @@ def _text(ds, keyword: str) -> str:
     return "" if value is None else str(value).strip()
 
 
+_READ_ELEMENTS: dict[str, tuple[int, str]] = {
+    "PatientName": (0x00100010, "PN"), "PatientID": (0x00100020, "LO"), "OtherPatientIDs": (0x00101000, "LO"),
+    "OtherPatientNames": (0x00101001, "PN"), "PatientBirthDate": (0x00100030, "DA"),
+    "PatientBirthName": (0x00101005, "PN"), "PatientMotherBirthName": (0x00101060, "PN"),
+    "AccessionNumber": (0x00080050, "SH"), "InstitutionName": (0x00080080, "LO"),
+    "InstitutionAddress": (0x00080081, "ST"), "ReferringPhysicianName": (0x00080090, "PN"),
+    "PerformingPhysicianName": (0x00081050, "PN"), "OperatorsName": (0x00081070, "PN"),
+    "StationName": (0x00081010, "SH"), "IssuerOfPatientID": (0x00100021, "LO"), "Modality": (0x00080060, "CS"),
+    "Manufacturer": (0x00080070, "LO"), "ManufacturerModelName": (0x00081090, "LO"),
+    "ConvolutionKernel": (0x00181210, "SH"), "MagneticFieldStrength": (0x00180087, "DS"), "KVP": (0x00180060, "DS"),
+    "SliceThickness": (0x00180050, "DS"), "PixelSpacing": (0x00280030, "DS"), "PatientAge": (0x00101010, "AS"),
+    "PatientSex": (0x00100040, "CS"), "StudyDate": (0x00080020, "DA"), "AcquisitionDate": (0x00080022, "DA"),
+    "SeriesDate": (0x00080021, "DA"),
+}  # fmt: skip
+"""Tag and VR of each of :data:`_READ_KEYWORDS` (checked against pydicom's dictionary in the tests)."""
+
+
 def _read_header(path: str):
+    """The :data:`_READ_KEYWORDS` of a file, as a mapping with ``get``: through the fast parser
+    when the file is plain (no pydicom import for the common case), else pydicom's dataset."""
+    from ..dicom.fastheader import Declined, read_elements
+
+    try:
+        return read_elements(path, _READ_ELEMENTS)
+    except (Declined, OSError):
+        pass
     import pydicom
 
     try:
