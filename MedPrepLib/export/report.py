@@ -285,15 +285,20 @@ def _case_rows(cases: Sequence[ReportCase], label_columns: Sequence[str]) -> lis
     return rows
 
 
-def _figure_png(draw: Callable, width: float, height: float) -> bytes:
-    """A matplotlib figure drawn by ``draw(figure)`` as PNG bytes: default style, no mathtext
-    (values are plain text), no metadata (the same data gives the same bytes)."""
+def _figure_png(draw: Callable, width: float, height: float, *, left: float = 0.7, bottom: float = 0.55) -> bytes:
+    """A matplotlib figure of ``width`` x ``height`` inches drawn by ``draw(figure)`` as PNG
+    bytes: default style, no mathtext (values are plain text), no metadata (the same data gives
+    the same bytes). The margins are fixed, in inches (``left`` and ``bottom``: room for the tick
+    labels and the axis label): matplotlib's automatic layout took twice as long as the drawing, at the
+    end of every export."""
     style = require("matplotlib.style", feature="the QC report's plots", package="matplotlib")
     import matplotlib
     from matplotlib.figure import Figure  # a Figure without pyplot: no global state, no GUI backend
 
     with style.context("default"), matplotlib.rc_context({"text.parse_math": False}):
-        figure = Figure(figsize=(width, height), dpi=100, layout="constrained")
+        figure = Figure(figsize=(width, height), dpi=100)
+        figure.subplots_adjust(left=left / width, right=1 - 0.2 / width, bottom=bottom / height,
+                               top=1 - 0.35 / height, wspace=0.5)  # fmt: skip
         draw(figure)
         buffer = io.BytesIO()
         figure.savefig(buffer, format="png", metadata={"Software": None})
@@ -310,6 +315,11 @@ def _histograms(columns: Sequence[tuple[str, Sequence[float]]], xlabel: str) -> 
             axes.set_xlabel(xlabel)
             axes.set_ylabel("cases")
             axes.yaxis.set_major_locator(MaxNLocator(integer=True))
+            distinct = sorted(set(values))
+            if len(distinct) <= 4:  # the values themselves, not ticks between them (512, not 511.75)
+                axes.set_xticks(distinct, [_num(v) for v in distinct])
+            else:
+                axes.xaxis.set_major_locator(MaxNLocator(nbins=4, integer=xlabel == "voxels"))  # labels that fit
 
     return _figure_png(draw, 3.2 * len(columns), 2.6)
 
@@ -331,7 +341,7 @@ def _intensity_plot(cases: Sequence[ReportCase]) -> bytes:
         axes.set_ylabel("value (first channel)")
         axes.set_title("intensity per case")
 
-    return _figure_png(draw, min(12.0, 4.0 + 0.15 * len(cases)), 3.4)
+    return _figure_png(draw, min(12.0, 4.0 + 0.15 * len(cases)), 3.4, left=0.95, bottom=1.0 if len(cases) <= 30 else 0.55)
 
 
 def _plots(cases: Sequence[ReportCase]) -> str:
