@@ -120,6 +120,25 @@ class CancelledError(MedPrepError):
     """The user cancelled a long operation through the progress callback."""
 
 
+def require_installed(module: str, *, feature: str, package: str | None = None) -> None:
+    """Raise :class:`MissingDependencyError` naming ``module``'s package unless it is installed,
+    without importing it (for checking up front what a long job needs at its end).
+
+    >>> require_installed("math", feature="doctest")
+    """
+    import importlib.util
+
+    try:
+        found = importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        found = False
+    if not found:
+        raise MissingDependencyError(
+            f"{feature} needs the Python package '{package or module}', which is not installed",
+            hint=f"pip install {package or module}",
+        )
+
+
 def require(module: str, *, feature: str, package: str | None = None):
     """Import an optional dependency or raise :class:`MissingDependencyError` naming it.
 

@@ -344,6 +344,34 @@ def test_split_rows_count_distinct_patients():
     assert rows == (SplitRow("fold 0", 2, 1), SplitRow("fold 1", 2, 2), SplitRow("test", 1, 1), SplitRow("all", 5, 3))
 
 
+@pytest.mark.parametrize("missing, package", [("matplotlib", "matplotlib"), ("PIL", "Pillow")])
+def test_an_export_with_qc_checks_its_packages_before_any_work(tmp_path, monkeypatch, missing, package):
+    # Up front (not at the last case), and without importing them: the check costs nothing.
+    import importlib.util
+
+    from MedPrepLib.export.runner import export_dataset
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == missing else real(name, *a))
+    with pytest.raises(MissingDependencyError, match=rf"'{package}'.*") as err:
+        export_dataset(tmp_path / "no such source", tmp_path / "out")  # the source is not even looked at
+    assert "--no-qc" in err.value.hint and not (tmp_path / "out").exists()
+
+
+def test_checking_for_an_optional_package_does_not_import_it():
+    import subprocess
+
+    code = (
+        "import sys; from MedPrepLib.errors import require_installed; "
+        "require_installed('matplotlib', feature='a test'); assert 'matplotlib' not in sys.modules"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+    with pytest.raises(MissingDependencyError, match="'no_such_package_xyz'"):
+        from MedPrepLib.errors import require_installed
+
+        require_installed("no_such_package_xyz", feature="a test")
+
+
 def test_missing_matplotlib_names_the_package(monkeypatch):
     monkeypatch.setitem(sys.modules, "matplotlib.style", None)
     with pytest.raises(MissingDependencyError, match="matplotlib"):

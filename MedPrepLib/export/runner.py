@@ -48,7 +48,7 @@ from ..errors import (
     MissingDependencyError,
     OutputError,
     RecipeError,
-    require,
+    require_installed,
 )
 from ..jsonfiles import write_json
 from ..progress import as_progress
@@ -266,7 +266,7 @@ def export_dataset(
     if qc:  # the QC montages and report need the qc extra: say so before any work, not per case
         for module, package in (("PIL", "Pillow"), ("matplotlib", "matplotlib")):
             try:
-                require(module, feature="the QC report of an export", package=package)
+                require_installed(module, feature="the QC report of an export", package=package)  # not imported yet
             except MissingDependencyError as exc:
                 raise MissingDependencyError(exc.message, hint='pip install "medprep[qc]", or export without QC (--no-qc)') from None
     root = as_progress(progress)
@@ -292,6 +292,25 @@ def export_dataset(
     if pool is not None:
         pool.close()
     return report
+
+
+REPORT_MODULES = ("matplotlib.figure", "matplotlib.style", "matplotlib.ticker", "matplotlib.backends.backend_agg")
+"""What the QC report's plots import (a third of a second), loaded while parallel cases run."""
+
+
+def _import_in_background(modules: Sequence[str]) -> None:
+    """Import ``modules`` on a daemon thread; a failure is left for the real import to report."""
+    import importlib
+    import threading
+
+    def load() -> None:
+        for name in modules:
+            try:
+                importlib.import_module(name)
+            except Exception:  # missing or broken: the report's own import says so
+                return
+
+    threading.Thread(target=load, name="medprep-report-imports", daemon=True).start()
 
 
 def _export(source, out, *, pool, fmt, recipe, label_map, labels_dir, cohort, grid_policy, dataset_id,
@@ -422,6 +441,8 @@ def _export(source, out, *, pool, fmt, recipe, label_map, labels_dir, cohort, gr
         for job in jobs:
             finished(run_job(job))
     else:
+        if qc:  # this process mostly waits for the workers: meanwhile it loads what the report draws with
+            _import_in_background(REPORT_MODULES)
         pool.run(jobs, run_job, finished, [layout.folder / sub for sub in ("", *layout.scanned_folders(), QC_FOLDER)])
         pool.release()  # every case is in: the workers exit while the index is written
 
