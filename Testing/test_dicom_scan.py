@@ -8,6 +8,7 @@ import logging
 import multiprocessing
 import os
 import shutil
+import sys
 import threading
 
 import pytest
@@ -221,6 +222,7 @@ def test_a_process_with_threads_is_not_forked(tmp_path, monkeypatch):
     write_ct_series(tmp_path / "one", 6)
     write_ct_series(tmp_path / "two", 5)
     serial = scan(tmp_path, cache=False, workers=1).to_json_dict()
+    monkeypatch.delitem(sys.modules, "slicer", raising=False)  # an earlier test may have imported slicer-core
     with _another_thread():
         assert not scan_module._safe_to_fork()
         pool = scan_module._executor(2)
@@ -361,24 +363,26 @@ def test_repeated_positions_without_a_time_key_count_distinct_slices(tmp_path):
     assert any("repeat" in w for w in s["warnings"])
 
 
-_PARENT = os.getpid()
 _ORIGINAL_READ_CHUNK = scan_module._read_chunk
 
 
 def _die_in_worker(paths):
-    if os.getpid() != _PARENT:
+    # In a worker (forked, or from the forkserver, which imports this module by name) it dies.
+    if multiprocessing.parent_process() is not None:
         os._exit(3)  # a worker crashing hard (out of memory, a codec segfault ...)
     return _ORIGINAL_READ_CHUNK(paths)
 
 
-def test_a_crashing_worker_does_not_lose_files(tmp_path, monkeypatch, caplog):
-    if not scan_module._safe_to_fork():
-        pytest.skip("this pytest process has other threads: the workers would not be forked, and the patch not seen")
+@pytest.mark.parametrize("start", ["fork", "forkserver"])
+def test_a_crashing_worker_does_not_lose_files(tmp_path, monkeypatch, caplog, start):
     monkeypatch.setattr(scan_module, "_CHUNK", 3)
     monkeypatch.setattr(scan_module, "_read_chunk", _die_in_worker)
     write_ct_series(tmp_path, 10)
-    with caplog.at_level(logging.WARNING):
-        result = scan(tmp_path, cache=False, workers=2)
+    with _another_thread() if start == "forkserver" else contextlib.nullcontext():
+        if start == "fork" and not scan_module._safe_to_fork():
+            pytest.skip("this pytest process has other threads: its workers come from the forkserver (the other case)")
+        with caplog.at_level(logging.WARNING):
+            result = scan(tmp_path, cache=False, workers=2)
     assert [len(s.headers) for s in result.stacks] == [10] and not result.skipped
     assert any("process died" in r.getMessage() for r in caplog.records)
 
