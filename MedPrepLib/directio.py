@@ -26,7 +26,6 @@ import errno
 import mmap
 import os
 import threading
-from functools import lru_cache
 
 BLOCK_BYTES = 4096
 """Alignment of direct writes (file offset, length and memory): the largest logical block size
@@ -44,6 +43,7 @@ LOCAL_FILESYSTEMS = frozenset({"ext4", "ext3", "xfs", "btrfs", "f2fs", "jfs", "r
 _O_DIRECT = getattr(os, "O_DIRECT", 0)
 _MOUNTINFO = "/proc/self/mountinfo"
 _local = threading.local()
+_LOCAL_BY_DEVICE: dict[int, bool] = {}  # st_dev -> on a filesystem of LOCAL_FILESYSTEMS
 
 
 def _take_buffer() -> mmap.mmap:
@@ -70,7 +70,6 @@ def _unescape(field: str) -> str:
     return field.encode().decode("unicode_escape").encode("latin-1").decode("utf-8", "replace") if "\\" in field else field
 
 
-@lru_cache(maxsize=64)
 def filesystem_type(folder: str) -> str | None:
     """The filesystem type of the mount holding ``folder`` (Linux), or None when unknown."""
     try:
@@ -96,7 +95,13 @@ def direct_io_enabled(folder: str | os.PathLike) -> bool:
     """Whether large files written into ``folder`` go past the page cache (see the module doc)."""
     if not _O_DIRECT or os.environ.get("MEDPREP_DIRECT_IO", "1").strip().lower() in ("0", "no", "false", "off"):
         return False
-    return filesystem_type(os.fspath(folder)) in LOCAL_FILESYSTEMS
+    try:
+        device = os.stat(folder).st_dev
+    except OSError:
+        return False
+    if device not in _LOCAL_BY_DEVICE:  # every file is staged in a folder of its own: ask once per device
+        _LOCAL_BY_DEVICE[device] = filesystem_type(os.fspath(folder)) in LOCAL_FILESYSTEMS
+    return _LOCAL_BY_DEVICE[device]
 
 
 class DirectFile:

@@ -74,9 +74,11 @@ def test_small_files_remote_filesystems_and_the_switch_are_written_the_usual_way
     with open_for_writing(tmp_path / "small", 1000) as f:
         assert not isinstance(f, DirectFile)
     monkeypatch.setattr(directio, "filesystem_type", lambda folder: "nfs4")
+    monkeypatch.setattr(directio, "_LOCAL_BY_DEVICE", {})
     with open_for_writing(tmp_path / "remote", big) as f:
         assert not isinstance(f, DirectFile)
     monkeypatch.setattr(directio, "filesystem_type", lambda folder: "ext4")
+    monkeypatch.setattr(directio, "_LOCAL_BY_DEVICE", {})
     monkeypatch.setenv("MEDPREP_DIRECT_IO", "0")
     with open_for_writing(tmp_path / "off", big) as f:
         assert not isinstance(f, DirectFile)
@@ -98,13 +100,9 @@ def test_filesystem_type_takes_the_innermost_mount(tmp_path, monkeypatch):
         "31 22 0:41 / /data rw - xfs /dev/vdb rw\n"
     )
     monkeypatch.setattr(directio, "_MOUNTINFO", str(mountinfo))
-    directio.filesystem_type.cache_clear()
-    try:
-        assert directio.filesystem_type("/data/my scans/patient") == "nfs4"
-        assert directio.filesystem_type("/data/my scansX") == "xfs"
-        assert directio.filesystem_type("/home/user") == "ext4"
-    finally:
-        directio.filesystem_type.cache_clear()
+    assert directio.filesystem_type("/data/my scans/patient") == "nfs4"
+    assert directio.filesystem_type("/data/my scansX") == "xfs"
+    assert directio.filesystem_type("/home/user") == "ext4"
 
 
 def test_a_large_image_is_the_same_file_either_way(tmp_path, monkeypatch):

@@ -506,9 +506,9 @@ def read_elements(path: str | os.PathLike, elements: dict[str, tuple[int, str]])
     are left out. Raises :class:`Declined` for everything else, so that the caller asks pydicom:
     the file cases :func:`parse_raw` declines, text that is not plain ASCII (another character
     set, ISO 2022 escapes), a backslash in text (pydicom splits it into a list), an element
-    whose VR is not the expected one. ``Testing/test_dicom_fastheader.py`` checks on every
+    whose VR is not the expected one. ``Testing/test_export_patient_fields.py`` checks on every
     corpus file that the answers equal pydicom's or that the file was declined."""
-    for _, (_, vr) in elements.items():
+    for _, vr in elements.values():
         if vr not in _TEXT_VRS and vr not in ("DS", "IS"):
             raise ValueError(f"read_elements reads text, DS and IS elements, not {vr}")
     special = {tag: vr for tag, vr in elements.values()}

@@ -14,9 +14,10 @@ than starting workers. The workers are forked only from a process without other 
 fork copies every lock some other thread may be holding, and the child can hang on it); a
 process with threads (an export whose worker pool is starting, Slicer, VTK) starts them from
 a fresh ``forkserver`` process, which costs more, so it does so only for very large folders.
-A caller that already runs worker processes (an export) lends them with
-:func:`header_helpers`: the headers are then read by this process and those workers together. Progress is reported through ``progress(label, fraction)``, which
-may return True to cancel (:class:`~MedPrepLib.errors.CancelledError`).
+A caller that already runs worker processes (an export) lends them with :func:`header_helpers`:
+the headers are then read by this process and those workers together. Progress is reported
+through ``progress(label, fraction)``, which may return True to cancel
+(:class:`~MedPrepLib.errors.CancelledError`).
 """
 
 from __future__ import annotations
@@ -327,6 +328,9 @@ def _read_shared(chunks: list[list[FileKey]], pool, size: int, finish) -> None:
             finished.add(i)
             finish(chunks[i], out)
 
+    def read_here(i: int) -> None:
+        take(i, _read_chunk([k[0] for k in chunks[i]]))
+
     def collect() -> None:
         for future in [f for f in pending if f.done()]:
             i = pending.pop(future)
@@ -334,7 +338,7 @@ def _read_shared(chunks: list[list[FileKey]], pool, size: int, finish) -> None:
                 take(i, future.result())
             except Exception as exc:  # a broken or busy pool: read it here
                 log.debug("a lent header reader failed (%s); reading its chunk here", exc)
-                take(i, _read_chunk([k[0] for k in chunks[i]]))
+                read_here(i)
 
     lending = True
     try:
@@ -349,12 +353,11 @@ def _read_shared(chunks: list[list[FileKey]], pool, size: int, finish) -> None:
                 queue.popleft()
             collect()
             if queue:
-                i = queue.pop()
-                take(i, _read_chunk([k[0] for k in chunks[i]]))
+                read_here(queue.pop())
         for i in sorted(pending.values()):  # nothing left to hand out: do not wait for the pool
             collect()
             if i not in finished:
-                take(i, _read_chunk([k[0] for k in chunks[i]]))
+                read_here(i)
     finally:
         for future in pending:
             future.cancel()

@@ -285,12 +285,33 @@ def _case_rows(cases: Sequence[ReportCase], label_columns: Sequence[str]) -> lis
     return rows
 
 
+PLOTTING_MODULES = ("matplotlib.figure", "matplotlib.style", "matplotlib.ticker", "matplotlib.backends.backend_agg")
+"""What the plots import (a third of a second)."""
+
+
+def load_plotting_in_background() -> None:
+    """Import :data:`PLOTTING_MODULES` on a daemon thread, for a caller that waits on other
+    work before it renders (an export's main process while its workers run the cases); a
+    failure is left for the plots' own import to report."""
+    import importlib
+    import threading
+
+    def load() -> None:
+        for name in PLOTTING_MODULES:
+            try:
+                importlib.import_module(name)
+            except Exception:  # missing or broken: require() in _figure_png says so
+                return
+
+    threading.Thread(target=load, name="medprep-report-imports", daemon=True).start()
+
+
 def _figure_png(draw: Callable, width: float, height: float, *, left: float = 0.7, bottom: float = 0.55) -> bytes:
     """A matplotlib figure of ``width`` x ``height`` inches drawn by ``draw(figure)`` as PNG
     bytes: default style, no mathtext (values are plain text), no metadata (the same data gives
-    the same bytes). The margins are fixed, in inches (``left`` and ``bottom``: room for the tick
-    labels and the axis label): matplotlib's automatic layout took twice as long as the drawing, at the
-    end of every export."""
+    the same bytes). The margins are fixed, in inches (``left`` and ``bottom``: room for the
+    tick labels and the axis label): matplotlib's automatic layout took twice as long as the
+    drawing, at the end of every export."""
     style = require("matplotlib.style", feature="the QC report's plots", package="matplotlib")
     import matplotlib
     from matplotlib.figure import Figure  # a Figure without pyplot: no global state, no GUI backend
@@ -341,7 +362,8 @@ def _intensity_plot(cases: Sequence[ReportCase]) -> bytes:
         axes.set_ylabel("value (first channel)")
         axes.set_title("intensity per case")
 
-    return _figure_png(draw, min(12.0, 4.0 + 0.15 * len(cases)), 3.4, left=0.95, bottom=1.0 if len(cases) <= 30 else 0.55)
+    bottom = 1.0 if len(cases) <= 30 else 0.55  # room for the rotated case ids
+    return _figure_png(draw, min(12.0, 4.0 + 0.15 * len(cases)), 3.4, left=0.95, bottom=bottom)
 
 
 def _plots(cases: Sequence[ReportCase]) -> str:

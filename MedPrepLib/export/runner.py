@@ -294,25 +294,6 @@ def export_dataset(
     return report
 
 
-REPORT_MODULES = ("matplotlib.figure", "matplotlib.style", "matplotlib.ticker", "matplotlib.backends.backend_agg")
-"""What the QC report's plots import (a third of a second), loaded while parallel cases run."""
-
-
-def _import_in_background(modules: Sequence[str]) -> None:
-    """Import ``modules`` on a daemon thread; a failure is left for the real import to report."""
-    import importlib
-    import threading
-
-    def load() -> None:
-        for name in modules:
-            try:
-                importlib.import_module(name)
-            except Exception:  # missing or broken: the report's own import says so
-                return
-
-    threading.Thread(target=load, name="medprep-report-imports", daemon=True).start()
-
-
 def _export(source, out, *, pool, fmt, recipe, label_map, labels_dir, cohort, grid_policy, dataset_id,
             dataset_name, allow_reserved_id, folds, test_fraction, seed, stratify, key_file, secret, prefix,
             overwrite, qc, source_options, command, root, say, warnings) -> ExportReport:  # fmt: skip
@@ -442,7 +423,9 @@ def _export(source, out, *, pool, fmt, recipe, label_map, labels_dir, cohort, gr
             finished(run_job(job))
     else:
         if qc:  # this process mostly waits for the workers: meanwhile it loads what the report draws with
-            _import_in_background(REPORT_MODULES)
+            from .report import load_plotting_in_background
+
+            load_plotting_in_background()
         pool.run(jobs, run_job, finished, [layout.folder / sub for sub in ("", *layout.scanned_folders(), QC_FOLDER)])
         pool.release()  # every case is in: the workers exit while the index is written
 

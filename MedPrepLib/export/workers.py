@@ -2,9 +2,10 @@
 
 :class:`WorkerPool` starts its processes (``spawn``: a fresh interpreter each, no inherited
 threads) as soon as the export knows it will want them, before the source is scanned, so that
-their imports overlap the scan, and then lends them to the scan's header reading. Each worker gets ``MEDPREP_THREADS`` = its share of the CPUs,
-ignores Ctrl-C (the export decides) and dies with the export (``PR_SET_PDEATHSIG`` on Linux), so
-a killed export leaves no process writing into the dataset. When the export stops early, the
+their imports overlap the scan (and the export lends them to the scan's header reading). Each
+worker gets ``MEDPREP_THREADS`` = its share of the CPUs, ignores Ctrl-C (the export decides) and
+dies with the export (``PR_SET_PDEATHSIG`` on Linux), so a killed export leaves no process
+writing into the dataset. When the export stops early, the
 workers are killed and the staging folders they were writing into are removed.
 """
 

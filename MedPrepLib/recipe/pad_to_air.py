@@ -73,12 +73,7 @@ class PadToAir(Step):
         def fn(src, dst):
             if src is not dst:
                 np.copyto(dst, src)
-            if not self.out_of_field or threshold is None:
-                m = np.zeros(src.shape, bool)
-            elif threshold is True:
-                m = np.ones(src.shape, bool)
-            else:
-                m = src <= threshold
+            m = src <= threshold if self.out_of_field and threshold is not None else np.zeros(src.shape, bool)
             for pad in extra:
                 m |= src == pad
             np.copyto(dst, air, where=m)
@@ -92,19 +87,14 @@ class PadToAir(Step):
 def _in_dtype(dtype: np.dtype, threshold: float, pads: list[float]):
     """The threshold and padding values as scalars of an integer image's own dtype, so that
     comparing a block costs no conversion of it to float64 (``src <= -2000.5`` holds exactly
-    where ``src <= -2001``). The threshold becomes None when no voxel can be at or below it
-    and True when every voxel is; padding values no voxel can equal are dropped. Float images
-    get them as they are."""
+    where ``src <= -2001``; one above the dtype's maximum is its maximum). The threshold becomes
+    None when no voxel can be at or below it; padding values no voxel can equal are dropped.
+    Float images get them as they are."""
     if dtype.kind not in "iu":
         return threshold, pads
     info = np.iinfo(dtype)
     at_or_below = math.floor(threshold)
-    if at_or_below < info.min:
-        bound = None
-    elif at_or_below >= info.max:
-        bound = True
-    else:
-        bound = dtype.type(at_or_below)
+    bound = dtype.type(min(at_or_below, info.max)) if at_or_below >= info.min else None
     kept = [dtype.type(int(p)) for p in pads if float(p).is_integer() and info.min <= p <= info.max]
     return bound, kept
 
